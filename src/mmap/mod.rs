@@ -1,0 +1,20 @@
+//! The memory-mapping core: no HTTP here.
+//!
+//! # Safety model
+//!
+//! Mapping a file makes its bytes an immutable `[u8]` to Rust while the file stays shared with every other
+//! process on the machine. This crate relies on one invariant: **while any `Bytes` into a mapping is alive,
+//! the mapped bytes do not change and the file is not shortened below the mapped length.** It cannot enforce
+//! that for files it does not own, so it narrows the window:
+//!
+//! - the only `unsafe` block that maps lives in `file.rs`; the map moves at once into a single
+//!   [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice of it, so no slice outlives the map;
+//! - empty files are never mapped, small files are read into memory, and the cache compares a file's identity
+//!   (device, inode, length, mtime, ctime) with the disk under its revalidation policy, so a file replaced by
+//!   rename or rewritten in place is re-mapped for new requests while in-flight ones finish on the old inode;
+//! - what remains is a file truncated or rewritten in place while a response is still reading the old
+//!   mapping. Deploy by writing a new file and renaming it over the old one, never by rewriting in place.
+pub(crate) mod config;
+#[allow(unsafe_code)]
+pub(crate) mod file;
+pub(crate) mod identity;
