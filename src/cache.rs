@@ -158,13 +158,25 @@ impl MmapCache {
         path: &Path,
         revalidate: Revalidate,
     ) -> Result<Arc<MmapFile>, MmapError> {
+        self.get_or_create_at(path, path, revalidate)
+    }
+
+    /// The file cached under `key`, opened from `target` on a miss (a confined resolver's checked canonical
+    /// path); revalidation compares the identity of `key` on disk.
+    pub(crate) fn get_or_create_at(
+        &self,
+        key: &Path,
+        target: &Path,
+        revalidate: Revalidate,
+    ) -> Result<Arc<MmapFile>, MmapError> {
+        let path = key;
         loop {
             let cached = match self.files.get_value_or_guard(path, None) {
                 GuardResult::Value(file) => file,
                 GuardResult::Guard(guard) => {
                     self.counters.misses.fetch_add(1, Ordering::Relaxed);
                     let file = Arc::new(MmapFile::open(
-                        path,
+                        target,
                         self.settings.config,
                         self.settings.small_file_threshold,
                     )?);

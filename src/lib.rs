@@ -40,10 +40,19 @@
 
 mod cache;
 mod error;
+mod http;
 mod mmap;
+mod resolve;
+mod service;
 
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
+pub use http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 pub use mmap::config::MmapConfig;
 pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 pub use mmap::identity::FileIdentity;
+pub use resolve::{CidResolver, DirResolver, Rejection, Resolution, Resolve, ResolvedFile};
+pub use service::{
+    DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe, MmapServeLayer,
+    ResponseFuture,
+};

@@ -12,6 +12,7 @@ fn fixture(len: usize) -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 #[test]
+#[allow(clippy::useless_vec, reason = "the guide's code, as users will paste it")]
 fn the_guides_api_compiles_and_works() -> Result<(), MmapError> {
     let (_dir, path) = fixture(200_000);
     let f = MmapFile::new(&path)?;
@@ -51,7 +52,7 @@ fn the_guides_api_compiles_and_works() -> Result<(), MmapError> {
         other => panic!("expected InvalidRange, got {other:?}"),
     }
     match MmapFile::new(path.with_extension("missing")) {
-        Err(MmapError::FileNotFound(path)) => assert!(format!("{}", path).ends_with(".missing")),
+        Err(MmapError::FileNotFound(path)) => assert!(path.to_string().ends_with(".missing")),
         other => panic!("expected FileNotFound, got {other:?}"),
     }
     Ok(())

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use memmap2::MmapOptions;
 
 use super::config::MmapConfig;
-use super::identity::{FileIdentity, Validators};
+use super::identity::{FileIdentity, FileValidators};
 use crate::MmapError;
 
 /// Files smaller than this many bytes are read into memory instead of mapped, unless configured otherwise.
@@ -53,7 +53,7 @@ pub struct MmapFile {
     data: Bytes,
     mapped: bool,
     identity: FileIdentity,
-    validators: Validators,
+    validators: FileValidators,
     /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
     checked_at: AtomicU64,
 }
@@ -115,7 +115,7 @@ impl MmapFile {
             path: path.to_path_buf(),
             data,
             mapped,
-            validators: Validators::new(&identity, SystemTime::now()),
+            validators: FileValidators::new(&identity, SystemTime::now()),
             identity,
             checked_at: AtomicU64::new(0),
         })
@@ -197,9 +197,7 @@ impl MmapFile {
     pub fn last_modified(&self) -> &str {
         std::str::from_utf8(&self.validators.last_modified).unwrap_or_default()
     }
-
-    #[allow(dead_code, reason = "read by the HTTP service, which lands next")]
-    pub(crate) fn validators(&self) -> &Validators {
+    pub(crate) fn validators(&self) -> &FileValidators {
         &self.validators
     }
 

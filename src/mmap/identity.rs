@@ -116,17 +116,16 @@ fn splitmix(mut z: u64) -> u64 {
 
 /// The HTTP validators of a file, formatted once per mapping so that serving a request formats nothing.
 #[derive(Debug, Clone)]
-pub(crate) struct Validators {
+pub(crate) struct FileValidators {
     /// The quoted strong ETag.
     pub(crate) etag: Bytes,
     /// Last-Modified as an IMF-fixdate (RFC 9110 §5.6.7).
     pub(crate) last_modified: Bytes,
     /// Last-Modified as a time, whole seconds.
-    #[allow(dead_code, reason = "read by the HTTP service, which lands next")]
     pub(crate) last_modified_time: SystemTime,
 }
 
-impl Validators {
+impl FileValidators {
     /// Derives the validators of `identity`, as of `now`.
     ///
     /// RFC 9110 §8.8.2.1: a modification time in the future is replaced by the time of origination.
@@ -211,14 +210,14 @@ mod tests {
             mtime_ns: 1_700_000_000_900_000_000,
             ctime_ns: 0,
         };
-        let v = Validators::new(&id, SystemTime::now());
+        let v = FileValidators::new(&id, SystemTime::now());
         assert_eq!(
             v.last_modified_time,
             UNIX_EPOCH + Duration::from_secs(1_700_000_000)
         );
         assert_eq!(&v.last_modified[..], b"Tue, 14 Nov 2023 22:13:20 GMT");
         let now = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        assert_eq!(Validators::new(&id, now).last_modified_time, now);
+        assert_eq!(FileValidators::new(&id, now).last_modified_time, now);
     }
 
     #[test]
@@ -231,7 +230,7 @@ mod tests {
             ctime_ns: i128::MIN / 2,
         };
         assert!(id.modified() < UNIX_EPOCH);
-        let v = Validators::new(&id, SystemTime::now());
+        let v = FileValidators::new(&id, SystemTime::now());
         assert_eq!(v.last_modified_time, UNIX_EPOCH);
         let _ = id.changed();
     }

@@ -1,0 +1,210 @@
+//! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use super::multipart::Multipart;
+
+/// The default largest frame a body yields: 1 MiB.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// The response body of [`MmapServe`](crate::MmapServe): slices of a mapped file, and for multipart responses the
+/// framing between them, yielded as [`Bytes`] frames of at most a chunk size each.
+///
+/// No frame is a copy: each is a reference-counted slice of the file's mapping (or of one framing buffer), and
+/// the size hint is always exact, so servers send `Content-Length` and no chunked encoding.
+///
+/// # Examples
+///
+/// ```
+/// use http_body::Body;
+/// use mmap_serve::MmapBody;
+/// let body = MmapBody::from(bytes::Bytes::from_static(b"hello"));
+/// assert_eq!(body.size_hint().exact(), Some(5));
+/// ```
+#[derive(Debug)]
+pub struct MmapBody {
+    kind: Kind,
+    chunk_size: usize,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// What is left of one contiguous slice.
+    Slice(Bytes),
+    /// A multipart/byteranges body: the piece being sent and the index of the next one.
+    Multipart(Box<MultipartState>),
+}
+
+#[derive(Debug)]
+struct MultipartState {
+    layout: Multipart,
+    file: Bytes,
+    current: Bytes,
+    next_piece: usize,
+    remaining: u64,
+}
+
+impl MmapBody {
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        Self::from(Bytes::new())
+    }
+
+    /// One slice, sent in frames of at most `chunk_size` bytes (0 means one frame).
+    pub(crate) fn slice(data: Bytes, chunk_size: usize) -> Self {
+        Self {
+            kind: Kind::Slice(data),
+            chunk_size: effective(chunk_size),
+        }
+    }
+
+    /// The multipart body laid out by `layout` over the whole representation `file`.
+    pub(crate) fn multipart(layout: Multipart, file: Bytes, chunk_size: usize) -> Self {
+        let remaining = layout.content_length();
+        Self {
+            kind: Kind::Multipart(Box::new(MultipartState {
+                layout,
+                file,
+                current: Bytes::new(),
+                next_piece: 0,
+                remaining,
+            })),
+            chunk_size: effective(chunk_size),
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        match &self.kind {
+            Kind::Slice(data) => data.len() as u64,
+            Kind::Multipart(state) => state.remaining,
+        }
+    }
+
+    fn next_frame(&mut self) -> Option<Bytes> {
+        let chunk_size = self.chunk_size;
+        match &mut self.kind {
+            Kind::Slice(data) => take_chunk(data, chunk_size),
+            Kind::Multipart(state) => loop {
+                if let Some(frame) = take_chunk(&mut state.current, chunk_size) {
+                    state.remaining -= frame.len() as u64;
+                    return Some(frame);
+                }
+                state.current = state.layout.piece(state.next_piece, &state.file)?;
+                state.next_piece += 1;
+            },
+        }
+    }
+}
+
+fn effective(chunk_size: usize) -> usize {
+    if chunk_size == 0 {
+        usize::MAX
+    } else {
+        chunk_size
+    }
+}
+
+/// Splits off the next frame of `data`, or `None` when it is used up.
+fn take_chunk(data: &mut Bytes, chunk_size: usize) -> Option<Bytes> {
+    if data.is_empty() {
+        None
+    } else if data.len() <= chunk_size {
+        Some(std::mem::take(data))
+    } else {
+        Some(data.split_to(chunk_size))
+    }
+}
+
+impl From<Bytes> for MmapBody {
+    fn from(data: Bytes) -> Self {
+        Self::slice(data, DEFAULT_CHUNK_SIZE)
+    }
+}
+
+impl Default for MmapBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl Body for MmapBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().next_frame().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::multipart::{Boundary, Multipart};
+
+    fn drain(mut body: MmapBody) -> (Vec<Bytes>, u64) {
+        let hint = body.size_hint().exact().expect("exact");
+        let mut frames = Vec::new();
+        while let Some(frame) = body.next_frame() {
+            assert!(!frame.is_empty());
+            frames.push(frame);
+            assert_eq!(
+                body.size_hint().exact(),
+                Some(hint - frames.iter().map(|f| f.len() as u64).sum::<u64>())
+            );
+        }
+        assert!(body.is_end_stream());
+        (frames, hint)
+    }
+
+    #[test]
+    fn a_slice_is_sent_in_chunks_that_point_into_it() {
+        let data = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let (frames, hint) = drain(MmapBody::slice(data.clone(), 4096));
+        assert_eq!(hint, 10_000);
+        assert_eq!(
+            frames.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [4096, 4096, 1808]
+        );
+        assert_eq!(frames[1].as_ptr(), data[4096..].as_ptr(), "zero-copy");
+        assert_eq!(frames.concat(), data);
+    }
+
+    #[test]
+    fn chunk_size_zero_sends_one_frame_and_empty_bodies_end_at_once() {
+        let (frames, _) = drain(MmapBody::slice(Bytes::from(vec![1; 5000]), 0));
+        assert_eq!(frames.len(), 1);
+        let empty = MmapBody::empty();
+        assert!(empty.is_end_stream());
+        assert_eq!(drain(empty).0.len(), 0);
+    }
+
+    #[test]
+    fn multipart_frames_concatenate_to_the_layout() {
+        let file = Bytes::from((0..50_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        let parts = [0..10, 20_000..30_000, 49_990..50_000];
+        let layout = Multipart::new(&parts, 50_000, b"application/x-test", Boundary::new());
+        let expected: Vec<u8> = (0..layout.piece_count())
+            .flat_map(|i| layout.piece(i, &file).expect("piece").to_vec())
+            .collect();
+        let (frames, hint) = drain(MmapBody::multipart(layout, file, 4096));
+        assert_eq!(hint, expected.len() as u64);
+        assert!(frames.iter().all(|f| f.len() <= 4096));
+        assert_eq!(frames.concat(), expected);
+    }
+}

@@ -1,0 +1,347 @@
+//! Renders the answer to a GET or HEAD of a file: the decisions of RFC 9110 §13 and §14 made by the pure
+//! modules beside this one, turned into a `Response` — no I/O.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::body::MmapBody;
+use super::multipart::{Boundary, Multipart, multipart_length};
+use super::preconditions::{Precondition, Validators, evaluate_preconditions};
+use super::range::{RangePlan, content_range, plan_ranges, unsatisfied_content_range};
+
+/// What is being served: the whole representation and its metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct Representation<'a> {
+    /// Every byte of the file (a zero-copy view of the mapping).
+    pub(crate) data: &'a Bytes,
+    pub(crate) content_type: HeaderValue,
+    pub(crate) etag: HeaderValue,
+    pub(crate) last_modified: HeaderValue,
+    /// `last_modified` as a time, whole seconds.
+    pub(crate) last_modified_time: SystemTime,
+    pub(crate) cache_control: Option<HeaderValue>,
+}
+
+/// Per-service settings that shape responses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// More range-specs than this in one Range header get the whole representation (200).
+    pub(crate) max_ranges: usize,
+    /// Largest body frame.
+    pub(crate) chunk_size: usize,
+}
+
+const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// The content type sent when a resolver names none.
+pub(crate) fn default_content_type() -> HeaderValue {
+    OCTET_STREAM
+}
+
+/// The response to a GET or HEAD (the caller answers other methods with [`method_not_allowed`]).
+pub(crate) fn respond(
+    method: &Method,
+    headers: &HeaderMap,
+    rep: &Representation<'_>,
+    limits: Limits,
+) -> Response<MmapBody> {
+    let validators = Validators {
+        etag: rep.etag.as_bytes(),
+        last_modified: Some(rep.last_modified_time),
+        last_modified_value: Some(rep.last_modified.as_bytes()),
+    };
+    let range_applies = match evaluate_preconditions(method, headers, &validators) {
+        Precondition::Failed => return empty(StatusCode::PRECONDITION_FAILED),
+        Precondition::NotModified => return not_modified(rep),
+        Precondition::Proceed { range_applies } => range_applies,
+    };
+    let len = rep.data.len() as u64;
+    // RFC 9110 §14.2: GET is the only method range handling is defined for; HEAD gets the 200 headers.
+    let range = headers
+        .get(header::RANGE)
+        .filter(|_| method == Method::GET && range_applies);
+    let plan = range.map_or(RangePlan::Full, |value| {
+        plan_ranges(value.as_bytes(), len, limits.max_ranges)
+    });
+    let mut response = match plan {
+        RangePlan::Full => full(rep, limits),
+        RangePlan::Single(part) => single(rep, part, limits),
+        RangePlan::Multi(parts) => multi(rep, &parts, limits),
+        RangePlan::Unsatisfiable => unsatisfiable(len),
+    };
+    if method == Method::HEAD {
+        *response.body_mut() = MmapBody::empty();
+    }
+    response
+}
+
+fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
+    let mut response = Response::new(MmapBody::slice(rep.data.clone(), limits.chunk_size));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.data.len()));
+    representation_headers(h, rep);
+    response
+}
+
+/// RFC 9110 §14.4 and §15.3.7: one part, with Content-Range.
+fn single(
+    rep: &Representation<'_>,
+    part: std::ops::Range<u64>,
+    limits: Limits,
+) -> Response<MmapBody> {
+    let len = rep.data.len() as u64;
+    // plan_ranges keeps parts inside 0..len, and len came from a usize.
+    let slice = rep.data.slice(part.start as usize..part.end as usize);
+    let mut response = Response::new(MmapBody::slice(slice, limits.chunk_size));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(part.end - part.start),
+    );
+    h.insert(header::CONTENT_RANGE, content_range(&part, len));
+    representation_headers(h, rep);
+    response
+}
+
+/// RFC 9110 §14.6 multipart/byteranges — unless it would be larger than the whole representation, in which
+/// case the 200 is both smaller and correct (§14.2 lets a server ignore Range).
+fn multi(
+    rep: &Representation<'_>,
+    parts: &[std::ops::Range<u64>],
+    limits: Limits,
+) -> Response<MmapBody> {
+    let len = rep.data.len() as u64;
+    let boundary = Boundary::new();
+    let ct = rep.content_type.as_bytes();
+    if multipart_length(parts, len, ct, boundary.as_str().len()) > len {
+        return full(rep, limits);
+    }
+    let layout = Multipart::new(parts, len, ct, boundary);
+    let content_type = layout.content_type();
+    let content_length = HeaderValue::from(layout.content_length());
+    let mut response = Response::new(MmapBody::multipart(
+        layout,
+        rep.data.clone(),
+        limits.chunk_size,
+    ));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, content_length);
+    representation_headers(h, rep);
+    response
+}
+
+/// RFC 9110 §15.5.17: 416 with the current length.
+fn unsatisfiable(len: u64) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
+    h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    response
+}
+
+/// RFC 9110 §15.4.5: 304 carries the fields a 200 would have that guide cache updates, and no content.
+fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::NOT_MODIFIED);
+    let h = response.headers_mut();
+    h.insert(header::ETAG, rep.etag.clone());
+    h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
+    if let Some(cc) = &rep.cache_control {
+        h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+    response
+}
+
+fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
+    h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    h.insert(header::ETAG, rep.etag.clone());
+    h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
+    if let Some(cc) = &rep.cache_control {
+        h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+}
+
+/// A response with a status and no content (Content-Length: 0 where the status allows one).
+pub(crate) fn empty(status: StatusCode) -> Response<MmapBody> {
+    let mut response = Response::new(MmapBody::empty());
+    *response.status_mut() = status;
+    if status != StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    response
+}
+
+/// A short plain-text explanation with `status`.
+pub(crate) fn text(status: StatusCode, reason: &str) -> Response<MmapBody> {
+    let body = Bytes::from(format!("{reason}\n"));
+    let mut response = Response::new(MmapBody::slice(body.clone(), 0));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, TEXT_PLAIN);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
+}
+
+/// RFC 9110 §15.5.6: 405 names the methods the resource supports.
+pub(crate) fn method_not_allowed() -> Response<MmapBody> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const LIMITS: Limits = Limits {
+        max_ranges: 1024,
+        chunk_size: 1 << 20,
+    };
+
+    fn rep(data: &Bytes) -> Representation<'_> {
+        Representation {
+            data,
+            content_type: HeaderValue::from_static("application/x-test"),
+            etag: HeaderValue::from_static("\"tag\""),
+            last_modified: HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+            last_modified_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            cache_control: Some(HeaderValue::from_static("max-age=60")),
+        }
+    }
+
+    fn get(method: Method, headers: &[(&'static str, &'static str)]) -> (Method, HeaderMap) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        (method, map)
+    }
+
+    fn run(
+        data: &Bytes,
+        method: Method,
+        headers: &[(&'static str, &'static str)],
+    ) -> Response<MmapBody> {
+        let (m, h) = get(method, headers);
+        respond(&m, &h, &rep(data), LIMITS)
+    }
+
+    fn header<'r>(r: &'r Response<MmapBody>, name: &str) -> Option<&'r str> {
+        r.headers().get(name).map(|v| v.to_str().expect("ascii"))
+    }
+
+    fn data() -> Bytes {
+        Bytes::from((0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_plain_get_is_200_with_every_validator() {
+        let d = data();
+        let r = run(&d, Method::GET, &[]);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("1000"));
+        assert_eq!(header(&r, "accept-ranges"), Some("bytes"));
+        assert_eq!(header(&r, "etag"), Some("\"tag\""));
+        assert_eq!(
+            header(&r, "last-modified"),
+            Some("Tue, 14 Nov 2023 22:13:20 GMT")
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/x-test"));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=60"));
+    }
+
+    #[test]
+    fn head_has_the_get_headers_and_no_body_and_ignores_range() {
+        let d = data();
+        let r = run(&d, Method::HEAD, &[("range", "bytes=0-9")]);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("1000"));
+        assert!(http_body::Body::is_end_stream(r.body()));
+    }
+
+    #[test]
+    fn a_single_range_is_206_with_content_range() {
+        let d = data();
+        let r = run(&d, Method::GET, &[("range", "bytes=10-19")]);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(header(&r, "content-range"), Some("bytes 10-19/1000"));
+        assert_eq!(header(&r, "content-length"), Some("10"));
+    }
+
+    #[test]
+    fn multipart_is_refused_when_larger_than_the_whole() {
+        let d = data();
+        let many: &'static str = "bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,20-20";
+        let r = run(&d, Method::GET, &[("range", many)]);
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = run(&d, Method::GET, &[("range", "bytes=0-99,500-599")]);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert!(
+            header(&r, "content-type")
+                .expect("ct")
+                .starts_with("multipart/byteranges; boundary=")
+        );
+    }
+
+    #[test]
+    fn unsatisfiable_is_416_with_the_length() {
+        let d = data();
+        let r = run(&d, Method::GET, &[("range", "bytes=1000-")]);
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(header(&r, "content-range"), Some("bytes */1000"));
+    }
+
+    #[test]
+    fn not_modified_carries_validators_and_cache_control_only() {
+        let d = data();
+        let r = run(&d, Method::GET, &[("if-none-match", "\"tag\"")]);
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&r, "etag"), Some("\"tag\""));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=60"));
+        assert!(header(&r, "last-modified").is_some());
+        assert!(header(&r, "content-length").is_none());
+        assert!(header(&r, "content-type").is_none());
+    }
+
+    #[test]
+    fn failed_preconditions_are_412_and_if_range_mismatch_sends_200() {
+        let d = data();
+        assert_eq!(
+            run(&d, Method::GET, &[("if-match", "\"other\"")]).status(),
+            StatusCode::PRECONDITION_FAILED
+        );
+        let r = run(
+            &d,
+            Method::GET,
+            &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = run(
+            &d,
+            Method::GET,
+            &[("range", "bytes=0-9"), ("if-range", "\"tag\"")],
+        );
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    }
+
+    #[test]
+    fn method_not_allowed_names_get_and_head() {
+        let r = method_not_allowed();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(header(&r, "allow"), Some("GET, HEAD"));
+    }
+}

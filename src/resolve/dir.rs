@@ -1,0 +1,687 @@
+//! Serving a directory tree: URL path segments become path components beneath a root.
+
+use std::borrow::Cow;
+use std::future::Ready;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::HeaderValue;
+use percent_encoding::percent_decode_str;
+
+use super::{Rejection, Resolution, Resolve, ResolvedFile};
+
+/// Resolves URL paths to files beneath a root directory.
+///
+/// [`resolve_path`](Self::resolve_path) is purely lexical (no file-system I/O); every file it returns is
+/// [confined](ResolvedFile::confined_to) to the root, so symbolic links are checked when the service opens
+/// the file. Cloning is cheap: the configuration is shared.
+///
+/// # How a URL path maps to a file
+///
+/// The path is split on `/`, empty segments are skipped (`//a` is `/a`), and each segment is
+/// percent-decoded exactly once, so `%2F` never becomes a separator and `%252e` names a file literally
+/// called `%2e`. Then, for each decoded segment:
+///
+/// | segment | answer |
+/// |---|---|
+/// | malformed escape (`%zz`, `%4`), not UTF-8 (also overlong forms such as `%C0%AE`) | 400 Bad Request |
+/// | `.` or `..`, raw or encoded | 400 Bad Request |
+/// | contains `/` or `\` (only possible encoded, or raw `\`), NUL or another control character | 400 Bad Request |
+/// | contains `:` | 400 Bad Request |
+/// | starts with `.` (hidden, including `...`), unless [`allow_hidden`](Self::allow_hidden) | Not Found |
+/// | anything else, including non-ASCII names | a path component |
+///
+/// Bad requests take precedence over hidden components wherever they appear. A name made only of three or
+/// more dots (`...`) is an ordinary name on Unix, so it is not rejected, only treated as hidden.
+///
+/// `:` is refused everywhere, on every platform, though Unix allows it in names: it is the drive
+/// (`C:`) and alternate-data-stream (`file::$DATA`) syntax of Windows, and refusing it everywhere keeps a
+/// tree's behaviour the same wherever it is served. Serve such names with a custom [`Resolve`]r.
+///
+/// A path that ends in `/`, or has no segments at all (`/`), names a directory: it resolves to the
+/// [index file](Self::index_file) in it if one is configured, else Not Found. A path that does not start with
+/// `/` (the `*` of `OPTIONS *`) is Not Found.
+///
+/// The file gets a `Content-Type` guessed from its extension (`application/octet-stream` when unknown) and
+/// the configured `Cache-Control`.
+///
+/// # Examples
+///
+/// ```
+/// use mmap_serve::{DirResolver, Resolution};
+///
+/// let site = DirResolver::new("/srv/www").index_file("index.html");
+///
+/// let Resolution::File(file) = site.resolve_path("/docs/") else { panic!("expected a file") };
+/// assert_eq!(file.path, std::path::Path::new("/srv/www/docs/index.html"));
+/// assert_eq!(file.content_type.as_ref().unwrap(), "text/html");
+///
+/// assert!(matches!(site.resolve_path("/.git/config"), Resolution::NotFound));
+/// let Resolution::Reject(bad) = site.resolve_path("/%2e%2e/etc/passwd") else { panic!("expected a rejection") };
+/// assert_eq!(bad.status(), http::StatusCode::BAD_REQUEST);
+/// ```
+#[derive(Debug, Clone)]
+pub struct DirResolver {
+    config: Arc<DirConfig>,
+}
+
+/// The shared settings of a [`DirResolver`].
+#[derive(Debug, Clone)]
+struct DirConfig {
+    root: Arc<Path>,
+    allow_hidden: bool,
+    index_file: Option<Box<str>>,
+    cache_control: Option<HeaderValue>,
+    follow_symlinks: bool,
+}
+
+const MALFORMED_ESCAPE: Rejection = Rejection::bad_request("malformed percent-encoding in path");
+const NOT_UTF8: Rejection = Rejection::bad_request("path is not valid UTF-8");
+const DOT_SEGMENT: Rejection = Rejection::bad_request("'.' or '..' segment in path");
+const SEPARATOR: Rejection = Rejection::bad_request("path separator inside a path segment");
+const CONTROL: Rejection = Rejection::bad_request("control character in path");
+const COLON: Rejection = Rejection::bad_request("':' in path");
+
+impl DirResolver {
+    /// Serves the files beneath `root` (absolute, or relative to the working directory when a file is
+    /// opened).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, Resolution};
+    ///
+    /// let Resolution::File(file) = DirResolver::new("data").resolve_path("/a/b.bin") else { panic!() };
+    /// assert_eq!(file.path, std::path::Path::new("data/a/b.bin"));
+    /// ```
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            config: Arc::new(DirConfig {
+                root: Arc::from(root.into()),
+                allow_hidden: false,
+                index_file: None,
+                cache_control: None,
+                follow_symlinks: true,
+            }),
+        }
+    }
+
+    /// Whether path components starting with `.` (`.git`, `.env`, `.well-known`) may be served.
+    ///
+    /// When not allowed they answer Not Found rather than 400, so as not to confirm that they exist.
+    ///
+    /// Default: `false`.
+    pub fn allow_hidden(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).allow_hidden = yes;
+        self
+    }
+
+    /// The file served for a URL path naming a directory (`/` or `/docs/`), e.g. `index.html`.
+    ///
+    /// `name` is one file name, not a path: a name that is empty, `.` or `..`, or contains `/`, `\`, `:` or
+    /// a control character, is never used (directory requests stay Not Found). It may start with `.`.
+    ///
+    /// Default: none, so a URL path ending in `/` is Not Found.
+    pub fn index_file(mut self, name: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).index_file = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// The `Cache-Control` of every file served.
+    ///
+    /// Default: none (no `Cache-Control` field).
+    pub fn cache_control(mut self, value: HeaderValue) -> Self {
+        Arc::make_mut(&mut self.config).cache_control = Some(value);
+        self
+    }
+
+    /// Whether symbolic links beneath the root are followed; their targets must lie beneath the root
+    /// either way. With `false`, a link anywhere below the root answers Not Found (the root itself may be a
+    /// link).
+    ///
+    /// Default: `true`.
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).follow_symlinks = yes;
+        self
+    }
+
+    /// Resolves a raw (still percent-encoded) URL path, without I/O; [`Resolve::resolve`] calls it with the
+    /// request's path.
+    ///
+    /// See the [type docs](Self) for the rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, Resolution};
+    ///
+    /// let site = DirResolver::new("/srv/www");
+    /// let Resolution::File(file) = site.resolve_path("/caf%C3%A9/menu.pdf") else { panic!() };
+    /// assert_eq!(file.path, std::path::Path::new("/srv/www/café/menu.pdf"));
+    /// assert_eq!(file.content_type.as_ref().unwrap(), "application/pdf");
+    /// ```
+    pub fn resolve_path(&self, uri_path: &str) -> Resolution {
+        let config = &*self.config;
+        let Some(below_root) = uri_path.strip_prefix('/') else {
+            return Resolution::NotFound;
+        };
+        let mut path = PathBuf::with_capacity(config.root.as_os_str().len() + uri_path.len() + 16);
+        path.push(&config.root);
+        let mut hidden = false;
+        let mut has_segment = false;
+        for raw in below_root.split('/').filter(|s| !s.is_empty()) {
+            let segment = match decode_segment(raw) {
+                Ok(segment) => segment,
+                Err(rejection) => return Resolution::Reject(rejection),
+            };
+            hidden |= segment.starts_with('.');
+            has_segment = true;
+            path.push(&*segment);
+        }
+        if hidden && !config.allow_hidden {
+            return Resolution::NotFound;
+        }
+        let names_directory = !has_segment || below_root.ends_with('/');
+        if names_directory {
+            match config
+                .index_file
+                .as_deref()
+                .filter(|name| is_plain_name(name))
+            {
+                Some(index) => path.push(index),
+                None => return Resolution::NotFound,
+            }
+        }
+        Resolution::File(self.file(path))
+    }
+
+    /// The file at `path` (already beneath the root) with this resolver's headers and confinement.
+    fn file(&self, path: PathBuf) -> ResolvedFile {
+        let config = &*self.config;
+        let content_type = mime_guess::from_path(&path).first_raw().map_or(
+            HeaderValue::from_static("application/octet-stream"),
+            HeaderValue::from_static,
+        );
+        let mut file = ResolvedFile::new(path)
+            .content_type(content_type)
+            .confined_to(Arc::clone(&config.root))
+            .follow_symlinks(config.follow_symlinks);
+        if let Some(cache_control) = &config.cache_control {
+            file = file.cache_control(cache_control.clone());
+        }
+        file
+    }
+}
+
+impl Resolve for DirResolver {
+    type Future = Ready<Resolution>;
+
+    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
+        std::future::ready(self.resolve_path(head.uri.path()))
+    }
+}
+
+/// Percent-decodes one raw URL path segment exactly once and checks that it is a safe file name.
+fn decode_segment(raw: &str) -> Result<Cow<'_, str>, Rejection> {
+    if !escapes_are_well_formed(raw) {
+        return Err(MALFORMED_ESCAPE);
+    }
+    let segment = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| NOT_UTF8)?;
+    if segment == "." || segment == ".." {
+        return Err(DOT_SEGMENT);
+    }
+    for c in segment.chars() {
+        match c {
+            '/' | '\\' => return Err(SEPARATOR),
+            ':' => return Err(COLON),
+            c if c.is_control() => return Err(CONTROL),
+            _ => {}
+        }
+    }
+    Ok(segment)
+}
+
+/// Whether every `%` in `raw` starts a `%XX` escape with two hexadecimal digits (RFC 3986 §2.1).
+fn escapes_are_well_formed(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let mut from = 0;
+    while let Some(offset) = bytes[from..].iter().position(|&b| b == b'%') {
+        let at = from + offset;
+        match bytes.get(at + 1..at + 3) {
+            Some([high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                from = at + 3
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Whether `name` is usable as a single file name: what [`decode_segment`] accepts, hidden names included.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | ':') || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use proptest::prelude::*;
+    use std::path::Component;
+    use std::time::{Duration, Instant};
+
+    const ROOT: &str = "/srv/www";
+
+    #[derive(Debug)]
+    enum Expect {
+        BadRequest,
+        NotFound,
+        /// A file at this path below the root.
+        File(&'static str),
+    }
+    use Expect::{BadRequest, File, NotFound};
+
+    /// Asserts that `path` is the root followed by plain names only.
+    fn assert_lexically_under_root(path: &Path, root: &Path) {
+        let below = path
+            .strip_prefix(root)
+            .unwrap_or_else(|_| panic!("{} escapes {}", path.display(), root.display()));
+        for component in below.components() {
+            let Component::Normal(name) = component else {
+                panic!("{} has a non-plain component {component:?}", path.display());
+            };
+            let name = name.to_str().expect("resolved names are UTF-8");
+            assert!(name != "." && name != "..", "{}", path.display());
+            assert!(!name.contains(['/', '\\', '\0', ':']), "{}", path.display());
+        }
+    }
+
+    fn check(resolver: &DirResolver, uri_path: &str, expect: &Expect) {
+        let got = resolver.resolve_path(uri_path);
+        match (expect, &got) {
+            (BadRequest, Resolution::Reject(r)) => {
+                assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri_path:?}");
+                assert!(!r.reason().is_empty());
+            }
+            (NotFound, Resolution::NotFound) => {}
+            (File(rel), Resolution::File(file)) => {
+                assert_lexically_under_root(&file.path, Path::new(ROOT));
+                assert_eq!(file.path, Path::new(ROOT).join(rel), "{uri_path:?}");
+                let confinement = file.confinement().expect("dir files are confined");
+                assert_eq!(&*confinement.root, Path::new(ROOT));
+            }
+            _ => panic!("{uri_path:?}: expected {expect:?}, got {got:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_rejected_hidden_or_kept_under_root() {
+        let resolver = DirResolver::new(ROOT);
+        let cases: &[(&str, Expect)] = &[
+            // Dot segments, raw and encoded in every case mix.
+            ("/../etc/passwd", BadRequest),
+            ("/%2e%2e/etc/passwd", BadRequest),
+            ("/%2E%2E/x", BadRequest),
+            ("/.%2e/x", BadRequest),
+            ("/%2e./x", BadRequest),
+            ("/a/../../x", BadRequest),
+            ("/a/./b", BadRequest),
+            ("/.", BadRequest),
+            ("/..", BadRequest),
+            ("/%2e", BadRequest),
+            ("/a/%2e%2e", BadRequest),
+            ("/a/..", BadRequest),
+            // Encoded separators never split a segment.
+            ("/..%2fetc", BadRequest),
+            ("/%2e%2e%2fetc%2fpasswd", BadRequest),
+            ("/a%2f..%2f..%2fetc", BadRequest),
+            ("/%2fetc/passwd", BadRequest),
+            ("/%2F", BadRequest),
+            ("/a%2fb", BadRequest),
+            // Backslashes, raw and encoded.
+            ("/a\\..\\b", BadRequest),
+            ("/%5c..%5cx", BadRequest),
+            ("/%5C", BadRequest),
+            ("/..\\", BadRequest),
+            // NUL and other control characters.
+            ("/x%00.txt", BadRequest),
+            ("/%00", BadRequest),
+            ("/a%0ab", BadRequest),
+            ("/a%0d%0aSet-Cookie", BadRequest),
+            ("/%7f", BadRequest),
+            ("/%c2%85", BadRequest), // U+0085, a C1 control
+            ("/x/..%00/", BadRequest),
+            // Invalid UTF-8, overlong dots and slashes included.
+            ("/%c0%ae%c0%ae/x", BadRequest),
+            ("/%e0%80%ae/x", BadRequest),
+            ("/%c0%af", BadRequest),
+            ("/%ff", BadRequest),
+            ("/%ed%a0%80", BadRequest), // a UTF-16 surrogate
+            ("/%c3", BadRequest),
+            // Malformed escapes.
+            ("/%zz", BadRequest),
+            ("/%4", BadRequest),
+            ("/%", BadRequest),
+            ("/a%", BadRequest),
+            ("/%%2e%2e", BadRequest),
+            ("/%g0", BadRequest),
+            ("/%2", BadRequest),
+            // Drive letters and alternate data streams.
+            ("/C:/Windows", BadRequest),
+            ("/c:", BadRequest),
+            ("/a/C:", BadRequest),
+            ("/file.txt::$DATA", BadRequest),
+            ("/%3a", BadRequest),
+            ("/C%3A/Windows", BadRequest),
+            // Hidden components: not found, whatever their position.
+            ("/.git/config", NotFound),
+            ("/.env", NotFound),
+            ("/a/.hidden/b", NotFound),
+            ("/%2egit/config", NotFound),
+            ("/....//x", NotFound),
+            ("/.../x", NotFound),
+            ("/...", NotFound),
+            ("/..hidden", NotFound),
+            ("/.well-known/security.txt", NotFound),
+            // A bad request anywhere wins over a hidden component.
+            ("/.git/../x", BadRequest),
+            // Directories without an index file.
+            ("/", NotFound),
+            ("//", NotFound),
+            ("/a/b/", NotFound),
+            ("/a//", NotFound),
+            // Not an origin-form path.
+            ("", NotFound),
+            ("*", NotFound),
+            ("etc/passwd", NotFound),
+            // Double encoding decodes once: literal `%2e%2e` and `%2f` names.
+            ("/%252e%252e/x", File("%2e%2e/x")),
+            ("/%252f", File("%2f")),
+            ("/%25", File("%")),
+            // Empty segments are skipped.
+            ("//etc/passwd", File("etc/passwd")),
+            ("/a//b", File("a/b")),
+            ("///a", File("a")),
+            // Ordinary and unusual but harmless names.
+            ("/index.html", File("index.html")),
+            ("/a.b.c", File("a.b.c")),
+            ("/a..b", File("a..b")),
+            ("/a.", File("a.")),
+            ("/~user", File("~user")),
+            ("/+%20x", File("+ x")),
+            ("/a;b=c", File("a;b=c")),
+            ("/caf%C3%A9.txt", File("café.txt")),
+            ("/café.txt", File("café.txt")),
+            ("/日本語/ファイル.bin", File("日本語/ファイル.bin")),
+            ("/%E2%88%95etc", File("∕etc")), // U+2215 division slash is a plain character
+            ("/%EF%BC%8Fetc", File("／etc")), // U+FF0F fullwidth solidus, likewise
+        ];
+        assert!(cases.len() >= 30);
+        for (uri_path, expect) in cases {
+            check(&resolver, uri_path, expect);
+        }
+    }
+
+    #[test]
+    fn allow_hidden_serves_dot_names_but_still_rejects_dot_segments() {
+        let resolver = DirResolver::new(ROOT).allow_hidden(true);
+        let cases: &[(&str, Expect)] = &[
+            (
+                "/.well-known/security.txt",
+                File(".well-known/security.txt"),
+            ),
+            ("/.env", File(".env")),
+            ("/.../x", File(".../x")),
+            ("/....//x", File("..../x")),
+            ("/%2egit", File(".git")),
+            ("/..", BadRequest),
+            ("/%2e%2e/x", BadRequest),
+            ("/.", BadRequest),
+        ];
+        for (uri_path, expect) in cases {
+            check(&resolver, uri_path, expect);
+        }
+    }
+
+    #[test]
+    fn index_file_serves_directory_paths() {
+        let resolver = DirResolver::new(ROOT).index_file("index.html");
+        let cases: &[(&str, Expect)] = &[
+            ("/", File("index.html")),
+            ("//", File("index.html")),
+            ("/docs/", File("docs/index.html")),
+            ("/docs//", File("docs/index.html")),
+            ("/docs", File("docs")),
+            ("/.git/", NotFound),
+            ("/%2e%2e/", BadRequest),
+        ];
+        for (uri_path, expect) in cases {
+            check(&resolver, uri_path, expect);
+        }
+        let Resolution::File(file) = resolver.resolve_path("/") else {
+            panic!("index resolves");
+        };
+        assert_eq!(file.content_type.as_ref().expect("typed"), "text/html");
+    }
+
+    #[test]
+    fn unusable_index_file_names_leave_directories_not_found() {
+        for name in [
+            "",
+            ".",
+            "..",
+            "../secret",
+            "a/b",
+            "a\\b",
+            "C:",
+            "x\0",
+            "x\n",
+        ] {
+            let resolver = DirResolver::new(ROOT).index_file(name);
+            check(&resolver, "/", &NotFound);
+            check(&resolver, "/docs/", &NotFound);
+        }
+        let hidden_index = DirResolver::new(ROOT).index_file(".index");
+        check(&hidden_index, "/", &File(".index"));
+    }
+
+    #[test]
+    fn content_type_is_guessed_from_the_extension() {
+        let resolver = DirResolver::new(ROOT);
+        let cases = [
+            ("/a.html", "text/html"),
+            ("/a.css", "text/css"),
+            ("/a.json", "application/json"),
+            ("/a.PNG", "image/png"),
+            ("/v.mp4", "video/mp4"),
+            ("/w.tensor", "application/octet-stream"),
+            ("/noext", "application/octet-stream"),
+            ("/a.tar.gz", "application/gzip"),
+        ];
+        for (uri_path, expected) in cases {
+            let Resolution::File(file) = resolver.resolve_path(uri_path) else {
+                panic!("{uri_path} resolves");
+            };
+            assert_eq!(
+                file.content_type.as_ref().expect("typed"),
+                expected,
+                "{uri_path}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_are_carried_to_the_file() {
+        let resolver = DirResolver::new(ROOT)
+            .cache_control(HeaderValue::from_static("public, max-age=60"))
+            .follow_symlinks(false);
+        let Resolution::File(file) = resolver.resolve_path("/a.bin") else {
+            panic!("resolves");
+        };
+        assert_eq!(
+            file.cache_control.as_ref().expect("set"),
+            "public, max-age=60"
+        );
+        assert!(file.etag.as_ref().is_none());
+        assert!(!file.immutable);
+        let confinement = file.confinement().expect("confined");
+        assert!(!confinement.follow_symlinks);
+
+        let Resolution::File(default) = DirResolver::new(ROOT).resolve_path("/a.bin") else {
+            panic!("resolves");
+        };
+        assert!(default.cache_control.as_ref().is_none());
+        assert!(default.confinement().expect("confined").follow_symlinks);
+    }
+
+    #[test]
+    fn clones_share_configuration_and_builders_do_not_affect_clones() {
+        let base = DirResolver::new(ROOT);
+        let clone = base.clone();
+        assert!(Arc::ptr_eq(&base.config, &clone.config));
+        let hidden = clone.allow_hidden(true);
+        check(&base, "/.env", &NotFound);
+        check(&hidden, "/.env", &File(".env"));
+    }
+
+    #[test]
+    fn relative_root_stays_relative() {
+        let resolver = DirResolver::new("public");
+        let Resolution::File(file) = resolver.resolve_path("/a/b.txt") else {
+            panic!("resolves");
+        };
+        assert_eq!(file.path, Path::new("public/a/b.txt"));
+    }
+
+    #[test]
+    fn resolve_uses_the_request_path_without_query() {
+        let resolver = DirResolver::new(ROOT);
+        let (head, ()) = http::Request::get("/a/b.txt?x=../../etc")
+            .body(())
+            .expect("valid request")
+            .into_parts();
+        let Resolution::File(file) = resolver.resolve(&head).into_inner() else {
+            panic!("resolves");
+        };
+        assert_eq!(file.path, Path::new("/srv/www/a/b.txt"));
+    }
+
+    #[test]
+    fn very_long_paths_take_bounded_time() {
+        let resolver = DirResolver::new(ROOT);
+        let cases = [
+            ("/a".repeat(10_000), "many plain segments"),
+            ("/..".repeat(10_000), "many dot segments"),
+            ("/%2e%2e".repeat(10_000), "many encoded dot segments"),
+            (
+                format!("/{}", "%41".repeat(30_000)),
+                "one long encoded segment",
+            ),
+            ("/".repeat(100_000), "only slashes"),
+            (format!("/{}", ".".repeat(100_000)), "one long dotted name"),
+        ];
+        for (uri_path, what) in &cases {
+            let start = Instant::now();
+            let got = resolver.resolve_path(uri_path);
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{what} took too long"
+            );
+            match got {
+                Resolution::File(file) => assert_lexically_under_root(&file.path, Path::new(ROOT)),
+                Resolution::NotFound | Resolution::Reject(_) => {}
+            }
+        }
+        let Resolution::File(file) = resolver.resolve_path(&cases[0].0) else {
+            panic!("plain segments resolve");
+        };
+        assert_eq!(file.path.components().count(), 3 + 10_000);
+    }
+
+    #[test]
+    fn escape_check_table() {
+        for ok in ["", "a", "%41", "%2e%2E", "a%20b%7e", "%ff%FF"] {
+            assert!(escapes_are_well_formed(ok), "{ok}");
+        }
+        for bad in ["%", "%4", "%zz", "%%", "a%2", "%4g", "%\u{e9}9"] {
+            assert!(!escapes_are_well_formed(bad), "{bad}");
+        }
+    }
+
+    /// Pieces that, concatenated, make paths full of traps.
+    fn hostile_piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "/",
+            "/",
+            "/",
+            ".",
+            "..",
+            "%2e",
+            "%2E",
+            "%2f",
+            "%2F",
+            "%5c",
+            "\\",
+            "%00",
+            "%",
+            "%2",
+            "%zz",
+            "%25",
+            "%c0",
+            "%ae",
+            "%c0%ae",
+            "%e0%80%ae",
+            ":",
+            "%3a",
+            "a",
+            "b.txt",
+            "é",
+            "%C3%A9",
+            "~",
+            " ",
+            "%0a",
+            "%7f",
+            ".git",
+            "C:",
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn any_resolved_file_is_lexically_beneath_the_root(
+            pieces in prop::collection::vec(hostile_piece(), 0..24),
+            allow_hidden in any::<bool>(),
+            index in any::<bool>(),
+        ) {
+            let mut resolver = DirResolver::new(ROOT).allow_hidden(allow_hidden);
+            if index {
+                resolver = resolver.index_file("index.html");
+            }
+            let uri_path = pieces.concat();
+            if let Resolution::File(file) = resolver.resolve_path(&uri_path) {
+                assert_lexically_under_root(&file.path, Path::new(ROOT));
+                if !allow_hidden {
+                    let below = file.path.strip_prefix(ROOT).expect("under root");
+                    for name in below.iter() {
+                        prop_assert!(!name.to_string_lossy().starts_with('.'), "{uri_path:?}");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_never_escape(uri_path in "/\\PC{0,64}", allow_hidden in any::<bool>()) {
+            let resolver = DirResolver::new(ROOT).allow_hidden(allow_hidden);
+            if let Resolution::File(file) = resolver.resolve_path(&uri_path) {
+                assert_lexically_under_root(&file.path, Path::new(ROOT));
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Resolvers: which local file does a request mean?
+//!
+//! The service hands every request head to a [`Resolve`] implementation before it touches the disk. The
+//! resolver answers with a [`Resolution`]: a [`ResolvedFile`] to serve, [`Resolution::NotFound`], or a
+//! [`Rejection`] for a request that is malformed for this resolver.
+//!
+//! # Where the work happens
+//!
+//! `resolve` runs on the async executor for every request, so the built-in resolvers do no file-system I/O
+//! there: [`DirResolver`] and [`CidResolver`] only check the URL path lexically. A file that must stay beneath
+//! a root carries that root (see [`ResolvedFile::confined_to`]); the service checks it when it opens the file,
+//! inside `tokio::task::spawn_blocking`, by canonicalizing the target and verifying that it still lies under
+//! the canonical root.
+//!
+//! # Writing a resolver
+//!
+//! Any `Fn(&http::request::Parts) -> impl Future<Output = Resolution>` closure is a resolver. Its future must
+//! own what it needs, because it outlives the borrow of the request head:
+//!
+//! ```
+//! use mmap_serve::{Resolution, ResolvedFile, Resolve};
+//!
+//! // Serve `/weights/{name}` from one fixed file per name, everything else is not ours.
+//! let resolver = |head: &http::request::Parts| {
+//!     let name = head.uri.path().strip_prefix("/weights/").map(str::to_owned);
+//!     async move {
+//!         match name.as_deref() {
+//!             Some("small") => Resolution::file(ResolvedFile::new("/srv/weights/small.bin")),
+//!             _ => Resolution::NotFound,
+//!         }
+//!     }
+//! };
+//!
+//! let (head, ()) = http::Request::get("/weights/small").body(())?.into_parts();
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! match rt.block_on(resolver.resolve(&head)) {
+//!     Resolution::File(file) => assert_eq!(file.path, std::path::Path::new("/srv/weights/small.bin")),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+
+mod cid;
+mod confine;
+mod dir;
+
+pub use cid::CidResolver;
+pub(crate) use confine::Confinement;
+pub use dir::DirResolver;
+
+/// Maps a request head to the local file it names.
+///
+/// Implemented by [`DirResolver`], [`CidResolver`], every suitable closure (see the [module docs](self)) and
+/// `Arc<R>` for any resolver `R`.
+///
+/// # Examples
+///
+/// ```
+/// use mmap_serve::{DirResolver, Resolution, Resolve};
+///
+/// let resolver = DirResolver::new("/srv/www");
+/// let (head, ()) = http::Request::get("/css/site.css").body(())?.into_parts();
+/// let Resolution::File(file) = resolver.resolve(&head).into_inner() else { panic!("expected a file") };
+/// assert_eq!(file.path, std::path::Path::new("/srv/www/css/site.css"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Resolve: Send + Sync + 'static {
+    /// What `resolve` returns.
+    ///
+    /// The future must not borrow the request: it owns what it needs. Resolvers that decide at once use
+    /// [`std::future::Ready`].
+    type Future: Future<Output = Resolution> + Send + 'static;
+
+    /// Decides which file, if any, the request `head` names.
+    ///
+    /// This runs on the async executor for every request: do no blocking I/O here.
+    fn resolve(&self, head: &http::request::Parts) -> Self::Future;
+}
+
+impl<F, Fut> Resolve for F
+where
+    F: Fn(&http::request::Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resolution> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
+        self(head)
+    }
+}
+
+impl<R: Resolve> Resolve for Arc<R> {
+    type Future = R::Future;
+
+    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
+        R::resolve(self, head)
+    }
+}
+
+/// The answer of a [`Resolve`]r.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// Serve this file.
+    File(ResolvedFile),
+    /// Nothing here: `MmapServe` answers 404 Not Found, the layer form passes the request to its inner
+    /// service.
+    NotFound,
+    /// The request is malformed for this resolver (an invalid CID, a `..` segment): answered with the
+    /// rejection's status and reason, by the layer form too.
+    Reject(Rejection),
+}
+
+impl Resolution {
+    /// Serve `file`; the same as `Resolution::File(file)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{Resolution, ResolvedFile};
+    ///
+    /// let r = Resolution::file(ResolvedFile::new("/srv/blob.bin"));
+    /// assert!(matches!(r, Resolution::File(_)));
+    /// ```
+    pub fn file(file: ResolvedFile) -> Self {
+        Self::File(file)
+    }
+
+    /// Reject the request with `status` and a short `reason`; see [`Rejection::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use mmap_serve::Resolution;
+    ///
+    /// let r = Resolution::reject(StatusCode::BAD_REQUEST, "invalid CID");
+    /// let Resolution::Reject(rejection) = r else { panic!("expected a rejection") };
+    /// assert_eq!(rejection.status(), StatusCode::BAD_REQUEST);
+    /// assert_eq!(rejection.reason(), "invalid CID");
+    /// ```
+    pub fn reject(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Reject(Rejection::new(status, reason))
+    }
+}
+
+/// Why a resolver refused a request: a 4xx status and a short reason for the response body.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    status: StatusCode,
+    reason: Cow<'static, str>,
+}
+
+impl Rejection {
+    /// A rejection answered with `status` and `reason`.
+    ///
+    /// A rejection is the client's fault, so `status` must be a 4xx code; any other status is replaced by
+    /// 400 Bad Request (RFC 9110 §15.5.1) rather than let a resolver answer success or a server error
+    /// through this path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use mmap_serve::Rejection;
+    ///
+    /// let gone = Rejection::new(StatusCode::GONE, "withdrawn");
+    /// assert_eq!(gone.status(), StatusCode::GONE);
+    /// // Not a client error: becomes 400.
+    /// assert_eq!(Rejection::new(StatusCode::OK, "oops").status(), StatusCode::BAD_REQUEST);
+    /// ```
+    pub fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// A 400 Bad Request rejection with a static reason, usable in `const` items.
+    pub(crate) const fn bad_request(reason: &'static str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+
+    /// The status code to answer with (always 4xx).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The short, human-readable reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// A file to serve, with the response headers its resolver chose.
+///
+/// Built with [`ResolvedFile::new`] and builder setters. The setters are named after the setting; because a
+/// method name can't be both a setter and a getter, the getters of the three header settings carry a `get_`
+/// prefix (as `std::process::Command` does).
+///
+/// # Examples
+///
+/// ```
+/// use http::HeaderValue;
+/// use mmap_serve::ResolvedFile;
+///
+/// let file = ResolvedFile::new("/srv/models/llama.safetensors")
+///     .content_type(HeaderValue::from_static("application/octet-stream"))
+///     .cache_control(HeaderValue::from_static("public, max-age=3600"))
+///     .confined_to(std::path::Path::new("/srv/models"));
+/// assert_eq!(file.cache_control.as_ref().unwrap(), "public, max-age=3600");
+/// assert!(!file.immutable);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResolvedFile {
+    /// The file to serve.
+    pub path: PathBuf,
+    /// The Content-Type to send; `None` sends `application/octet-stream`.
+    pub content_type: Option<HeaderValue>,
+    /// An ETag to send instead of the one derived from the file's identity (a CID, a content hash).
+    pub etag: Option<HeaderValue>,
+    /// A Cache-Control value to send with 200, 206 and 304 responses.
+    pub cache_control: Option<HeaderValue>,
+    /// Whether the content never changes: the cache then never revalidates the mapping.
+    pub immutable: bool,
+    follow_symlinks: bool,
+    confinement: Option<Confinement>,
+}
+
+impl ResolvedFile {
+    /// A file at `path` (absolute, or relative to the process's working directory), with no headers chosen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::ResolvedFile;
+    ///
+    /// let file = ResolvedFile::new("data/train.bin");
+    /// assert_eq!(file.path, std::path::Path::new("data/train.bin"));
+    /// assert!(file.content_type.as_ref().is_none());
+    /// ```
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            content_type: None,
+            etag: None,
+            cache_control: None,
+            immutable: false,
+            follow_symlinks: true,
+            confinement: None,
+        }
+    }
+
+    /// Sets the `Content-Type` of the response.
+    ///
+    /// Default: none, and the service falls back to `application/octet-stream`.
+    pub fn content_type(mut self, value: HeaderValue) -> Self {
+        self.content_type = Some(value);
+        self
+    }
+
+    /// Sets the entity tag, a complete `ETag` field value such as `"v1"` or `W/"v1"` (RFC 9110 §8.8.3).
+    ///
+    /// Default: none, and the service derives a strong ETag from the file's identity (device, inode,
+    /// length, modification time).
+    pub fn etag(mut self, value: HeaderValue) -> Self {
+        self.etag = Some(value);
+        self
+    }
+
+    /// Sets the `Cache-Control` of the response.
+    ///
+    /// Default: none (no `Cache-Control` field).
+    pub fn cache_control(mut self, value: HeaderValue) -> Self {
+        self.cache_control = Some(value);
+        self
+    }
+
+    /// Declares that the file's content never changes, so a cached mapping of it is never revalidated.
+    ///
+    /// Use it for content-addressed files only: the bytes under `path` must never change while served.
+    ///
+    /// Default: `false` (the cache revalidates under its policy).
+    pub fn immutable(mut self, yes: bool) -> Self {
+        self.immutable = yes;
+        self
+    }
+
+    /// Requires that the file, once every symbolic link is followed, lies beneath `root`.
+    ///
+    /// The service checks this when it opens the file, off the async executor; a target outside `root` is
+    /// answered 404 Not Found, exactly like a missing one. `root` may be relative or itself a symbolic link:
+    /// it is canonicalized at each check.
+    ///
+    /// Checking and opening are still two steps: someone who can write beneath `root` and swaps a checked
+    /// component for a symbolic link in between is not stopped. Confinement guards against links left in
+    /// the tree, not against a concurrent writer inside it.
+    ///
+    /// Default: not confined (the path is opened as given).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use mmap_serve::ResolvedFile;
+    ///
+    /// let file = ResolvedFile::new("/srv/www/index.html").confined_to(Path::new("/srv/www"));
+    /// # let _ = file;
+    /// ```
+    pub fn confined_to(mut self, root: impl Into<Arc<Path>>) -> Self {
+        self.confinement = Some(Confinement::new(root.into(), self.follow_symlinks));
+        self
+    }
+
+    /// Whether symbolic links between the confinement root and the file may be followed.
+    ///
+    /// With `false`, any symbolic link below the root (the root itself may be one) makes the file answer
+    /// 404 Not Found. Only meaningful for a file [confined](Self::confined_to) to a root; with `true`, the
+    /// targets of links must still lie beneath the root.
+    ///
+    /// Default: `true`.
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        self.follow_symlinks = yes;
+        if let Some(confinement) = &mut self.confinement {
+            confinement.follow_symlinks = yes;
+        }
+        self
+    }
+
+    /// The root the file must stay beneath, if it is confined; the service calls
+    /// [`Confinement::check`] on it before opening.
+    pub(crate) fn confinement(&self) -> Option<&Confinement> {
+        self.confinement.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(uri: &str) -> http::request::Parts {
+        let (head, ()) = http::Request::get(uri)
+            .body(())
+            .expect("test URI is valid")
+            .into_parts();
+        head
+    }
+
+    fn assert_resolver<R: Resolve>(_: &R) {}
+
+    #[test]
+    fn builtin_resolvers_and_arcs_are_resolvers() {
+        assert_resolver(&DirResolver::new("/srv"));
+        assert_resolver(&CidResolver::new("/srv"));
+        assert_resolver(&Arc::new(DirResolver::new("/srv")));
+        assert_resolver(&Arc::new(CidResolver::new("/srv")));
+    }
+
+    #[test]
+    fn closure_owning_its_data_is_a_resolver() {
+        let resolver = |h: &http::request::Parts| {
+            let path = h.uri.path().to_owned();
+            std::future::ready(Resolution::file(ResolvedFile::new(path)))
+        };
+        assert_resolver(&resolver);
+        let Resolution::File(file) = resolver.resolve(&head("/a/b")).into_inner() else {
+            panic!("closure resolves to a file");
+        };
+        assert_eq!(file.path, Path::new("/a/b"));
+    }
+
+    #[test]
+    fn arc_delegates_to_inner_resolver() {
+        let resolver = Arc::new(DirResolver::new("/srv"));
+        let Resolution::File(file) = resolver.resolve(&head("/x.txt")).into_inner() else {
+            panic!("arc resolves like its inner resolver");
+        };
+        assert_eq!(file.path, Path::new("/srv/x.txt"));
+    }
+
+    #[test]
+    fn rejection_keeps_client_error_status() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+            StatusCode::GONE,
+            StatusCode::URI_TOO_LONG,
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        ] {
+            assert_eq!(Rejection::new(status, "r").status(), status);
+        }
+    }
+
+    #[test]
+    fn rejection_with_non_client_error_status_becomes_bad_request() {
+        for status in [
+            StatusCode::CONTINUE,
+            StatusCode::OK,
+            StatusCode::MOVED_PERMANENTLY,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert_eq!(
+                Rejection::new(status, "r").status(),
+                StatusCode::BAD_REQUEST
+            );
+        }
+    }
+
+    #[test]
+    fn rejection_reason_accepts_static_and_owned_strings() {
+        assert_eq!(
+            Rejection::new(StatusCode::BAD_REQUEST, "static").reason(),
+            "static"
+        );
+        assert_eq!(
+            Rejection::new(StatusCode::BAD_REQUEST, format!("owned {}", 1)).reason(),
+            "owned 1"
+        );
+        assert_eq!(Rejection::bad_request("const").reason(), "const");
+        assert_eq!(
+            Rejection::bad_request("const").status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn resolved_file_defaults() {
+        let file = ResolvedFile::new("/f");
+        assert_eq!(file.path, Path::new("/f"));
+        assert!(file.content_type.as_ref().is_none());
+        assert!(file.etag.as_ref().is_none());
+        assert!(file.cache_control.as_ref().is_none());
+        assert!(!file.immutable);
+        assert!(file.confinement().is_none());
+    }
+
+    #[test]
+    fn resolved_file_setters_are_read_back() {
+        let file = ResolvedFile::new("/r/f")
+            .content_type(HeaderValue::from_static("text/plain"))
+            .etag(HeaderValue::from_static("\"v1\""))
+            .cache_control(HeaderValue::from_static("no-cache"))
+            .immutable(true)
+            .confined_to(Path::new("/r"));
+        assert_eq!(
+            file.content_type.as_ref().map(|v| v.as_bytes()),
+            Some(&b"text/plain"[..])
+        );
+        assert_eq!(
+            file.etag.as_ref().map(|v| v.as_bytes()),
+            Some(&b"\"v1\""[..])
+        );
+        assert_eq!(
+            file.cache_control.as_ref().map(|v| v.as_bytes()),
+            Some(&b"no-cache"[..])
+        );
+        assert!(file.immutable);
+        let confinement = file.confinement().expect("confined");
+        assert_eq!(&*confinement.root, Path::new("/r"));
+        assert!(confinement.follow_symlinks);
+    }
+
+    #[test]
+    fn follow_symlinks_applies_whichever_order_it_is_set_in() {
+        let before = ResolvedFile::new("/r/f")
+            .follow_symlinks(false)
+            .confined_to(Path::new("/r"));
+        let after = ResolvedFile::new("/r/f")
+            .confined_to(Path::new("/r"))
+            .follow_symlinks(false);
+        for file in [before, after] {
+            assert!(!file.confinement().expect("confined").follow_symlinks);
+        }
+    }
+}
