@@ -1,0 +1,176 @@
+//! `serve`: every file under a directory over HTTP/1.1 and HTTP/2 (cleartext), from memory maps.
+//!
+//! ```sh
+//! cargo run --release --example serve                      # serves a generated demo directory
+//! cargo run --release --example serve -- --root DIR --listen 127.0.0.1:8080 --threads 1
+//! ```
+//!
+//! `GET /{relative path}` answers with the file, with Range, multipart ranges, conditional requests and HEAD as
+//! RFC 9110 says. Ctrl-C stops accepting and lets open connections finish (up to ten seconds).
+//!
+//! Runtime settings: a multi-threaded Tokio runtime with `--threads` workers (default: one per core), and
+//! `TCP_NODELAY` on every connection so small responses leave at once instead of waiting on Nagle.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use mmap_serve::{DirResolver, MmapServe};
+use tokio::net::TcpListener;
+
+const USAGE: &str = "usage: serve [--root DIR] [--listen ADDR] [--threads N]";
+
+#[derive(Debug)]
+struct Args {
+    root: Option<PathBuf>,
+    listen: SocketAddr,
+    threads: usize,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        root: None,
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--root" => parsed.root = Some(PathBuf::from(value()?)),
+            "--listen" => parsed.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--threads" => match value()?.parse() {
+                Ok(n) if n > 0 => parsed.threads = n,
+                _ => return Err("--threads takes a positive number".into()),
+            },
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    let root = match args.root {
+        Some(root) => root,
+        None => demo_dir()?,
+    };
+    let listener = TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    print_banner(addr, &root, args.threads);
+    let service = MmapServe::new(DirResolver::new(&root).index_file("index.html"));
+    serve(listener, TowerToHyperService::new(service)).await
+}
+
+/// Accepts connections until Ctrl-C, then drains them.
+async fn serve<S>(listener: TcpListener, service: S) -> Result<(), Box<dyn Error>>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<mmap_serve::MmapBody>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors or similar: back off briefly instead of spinning.
+                        eprintln!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    // Errors here are clients going away mid-response: nothing to do.
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut ctrl_c => {
+                eprintln!("shutting down: waiting for open connections");
+                break;
+            }
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => eprintln!("gave up waiting for connections"),
+    }
+    Ok(())
+}
+
+/// A demo directory in the system temp dir, made once: a page, a text file, JSON and an 8 MiB binary.
+fn demo_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join("mmap-serve-demo");
+    std::fs::create_dir_all(dir.join("tensors"))?;
+    let tensor: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let files: [(&str, &[u8]); 4] = [
+        (
+            "index.html",
+            b"<!doctype html><title>mmap-serve</title><h1>mmap-serve demo</h1>\n\
+              <p><a href=\"/hello.txt\">hello.txt</a> <a href=\"/tensors/weights.bin\">weights.bin</a></p>\n",
+        ),
+        ("hello.txt", b"Hello from a memory map.\n"),
+        ("meta.json", b"{\"name\": \"weights\", \"dtype\": \"u8\", \"shape\": [8388608]}\n"),
+        ("tensors/weights.bin", &tensor),
+    ];
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        let current = std::fs::metadata(&path).map(|m| m.len()).ok();
+        if current != Some(bytes.len() as u64) {
+            // Write beside and rename over: a server may be mapping the old file (see the safety model).
+            let tmp = dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    Ok(dir)
+}
+
+fn print_banner(addr: SocketAddr, root: &Path, threads: usize) {
+    let url = format!("http://{addr}");
+    println!(
+        "mmap-serve: serving {} at {url}/ ({threads} worker threads)",
+        root.display()
+    );
+    println!("try:");
+    println!("  curl -i {url}/hello.txt");
+    println!("  curl -s -r 0-99 {url}/tensors/weights.bin | xxd | head -3");
+    println!("  curl -s -i -r 0-9,4096-4105 {url}/tensors/weights.bin");
+    println!("  curl -s -I {url}/tensors/weights.bin");
+    println!("Ctrl-C to stop.");
+}
