@@ -41,6 +41,7 @@
 mod cache;
 mod error;
 mod http;
+mod integrations;
 mod mmap;
 mod resolve;
 mod service;

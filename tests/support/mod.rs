@@ -1,0 +1,161 @@
+//! Helpers for the socket tests: fixture files whose bytes are known at any offset, a hyper client, a
+//! multipart/byteranges parser, and the checks every framework integration must pass.
+#![allow(dead_code, reason = "each test file uses the helpers it needs")]
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Byte `i` of every fixture file.
+pub fn byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Writes `dir/name` with `len` fixture bytes and returns its path.
+pub fn pattern_file(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create fixture dir");
+    }
+    std::fs::write(&path, (0..len).map(byte).collect::<Vec<_>>()).expect("write fixture");
+    path
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Fetched {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends one request with hyper's client (HTTP/2 prior knowledge when `http2`).
+pub async fn fetch(http2: bool, method: Method, url: &str, headers: &[(&str, &str)]) -> Fetched {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build_http::<Empty<Bytes>>();
+    let mut request = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client
+        .request(request.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Parses a multipart/byteranges body, checks every part's bytes against the fixture pattern and its
+/// Content-Range total against `len`; returns the parts as inclusive `(first, last)`.
+pub fn check_multipart(content_type: &str, body: &[u8], len: usize) -> Vec<(usize, usize)> {
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart content type");
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = body;
+    loop {
+        let at = find(rest, delimiter.as_bytes()).expect("delimiter");
+        rest = &rest[at + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let end_of_headers = find(rest, b"\r\n\r\n").expect("part headers");
+        let head = std::str::from_utf8(&rest[..end_of_headers]).expect("ascii headers");
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("Content-Range in part");
+        let (span, total) = range.split_once('/').expect("total");
+        assert_eq!(total.parse::<usize>().expect("len"), len);
+        let (first, last) = span.split_once('-').expect("span");
+        let (first, last): (usize, usize) =
+            (first.parse().expect("first"), last.parse().expect("last"));
+        let data = &rest[end_of_headers + 4..end_of_headers + 4 + (last - first + 1)];
+        assert!(
+            data.iter().enumerate().all(|(i, b)| *b == byte(first + i)),
+            "part {first}-{last}"
+        );
+        rest = &rest[end_of_headers + 4 + data.len()..];
+        parts.push((first, last));
+    }
+    parts
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What every integration must do through its framework: a full GET, a Range, a multi-range and a 304,
+/// against a fixture file of `len` bytes at `url`.
+pub async fn check_full_range_multi_304(http2: bool, url: &str, len: usize) {
+    let full = fetch(http2, Method::GET, url, &[]).await;
+    assert_eq!(full.status, StatusCode::OK, "{url}");
+    assert_eq!(full.header("content-length"), len.to_string());
+    assert_eq!(full.body.len(), len);
+    assert!(full.body.iter().enumerate().all(|(i, b)| *b == byte(i)));
+    let etag = full.header("etag").to_string();
+    assert!(etag.starts_with('"'), "strong ETag: {etag}");
+
+    let one = fetch(http2, Method::GET, url, &[("range", "bytes=1000-1099")]).await;
+    assert_eq!(one.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        one.header("content-range"),
+        format!("bytes 1000-1099/{len}")
+    );
+    assert!(
+        one.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == byte(1000 + i))
+    );
+    assert_eq!(one.body.len(), 100);
+
+    let multi = fetch(
+        http2,
+        Method::GET,
+        url,
+        &[("range", "bytes=0-99,200-299,-10")],
+    )
+    .await;
+    assert_eq!(multi.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(multi.header("content-length"), multi.body.len().to_string());
+    let parts = check_multipart(multi.header("content-type"), &multi.body, len);
+    assert_eq!(parts, [(0, 99), (200, 299), (len - 10, len - 1)]);
+
+    let cached = fetch(http2, Method::GET, url, &[("if-none-match", &etag)]).await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.header("etag"), etag);
+    assert!(cached.body.is_empty());
+}
+
+/// Whether an external program runs here; prints why a test is skipped when it does not.
+pub fn have(program: &str) -> bool {
+    let ok = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: {program} is not installed (CI installs it)");
+    }
+    ok
+}
