@@ -57,3 +57,8 @@ pub use service::{
     DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe, MmapServeLayer,
     ResponseFuture,
 };
+
+/// The README's code blocks, compiled (and run where they do not need a server) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
