@@ -162,15 +162,19 @@ fn demo_dir() -> std::io::Result<PathBuf> {
 }
 
 fn print_banner(addr: SocketAddr, root: &Path, threads: usize) {
+    use std::io::Write;
     let url = format!("http://{addr}");
-    println!(
-        "mmap-serve: serving {} at {url}/ ({threads} worker threads)",
-        root.display()
+    let banner = format!(
+        "mmap-serve: serving {root} at {url}/ ({threads} worker threads)\n\
+         try:\n\
+         \x20 curl -i {url}/hello.txt\n\
+         \x20 curl -s -r 0-99 {url}/tensors/weights.bin | xxd | head -3\n\
+         \x20 curl -s -i -r 0-9,4096-4105 {url}/tensors/weights.bin\n\
+         \x20 curl -s -I {url}/tensors/weights.bin\n\
+         Ctrl-C to stop.\n",
+        root = root.display()
     );
-    println!("try:");
-    println!("  curl -i {url}/hello.txt");
-    println!("  curl -s -r 0-99 {url}/tensors/weights.bin | xxd | head -3");
-    println!("  curl -s -i -r 0-9,4096-4105 {url}/tensors/weights.bin");
-    println!("  curl -s -I {url}/tensors/weights.bin");
-    println!("Ctrl-C to stop.");
+    // Errors ignored: a closed stdout (a supervisor that read the URL and left) is no reason to stop serving.
+    let _ = std::io::stdout().lock().write_all(banner.as_bytes());
+    let _ = std::io::stdout().flush();
 }

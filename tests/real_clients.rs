@@ -16,6 +16,8 @@ const LEN: usize = 64 << 20;
 struct Serve {
     child: Child,
     url: String,
+    /// Kept open: the banner's later lines must not meet a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Serve {
@@ -46,16 +48,19 @@ impl Serve {
             .spawn()
             .expect("start serve");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("banner");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut first).expect("banner");
         let url = first
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .expect("URL in the banner")
             .trim_end_matches('/')
             .to_string();
-        Self { child, url }
+        Self {
+            child,
+            url,
+            _stdout: stdout,
+        }
     }
 }
 

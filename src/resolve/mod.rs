@@ -57,8 +57,13 @@ pub use dir::DirResolver;
 
 /// Maps a request head to the local file it names.
 ///
-/// Implemented by [`DirResolver`], [`CidResolver`], every suitable closure (see the [module docs](self)) and
-/// `Arc<R>` for any resolver `R`.
+/// Implemented by [`DirResolver`], [`CidResolver`], `Arc<R>` for any resolver `R`, and every closure
+/// `Fn(&http::request::Parts) -> impl Future<Output = Resolution>` whose future owns what it needs (annotate
+/// the argument type so the closure is general over the borrow).
+///
+/// `resolve` runs on the async executor for every request: do no blocking I/O there. A file that must stay
+/// beneath a root carries it ([`ResolvedFile::confined_to`]); the service checks that at open time, on a
+/// blocking thread.
 ///
 /// # Examples
 ///
