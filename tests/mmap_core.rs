@@ -12,7 +12,10 @@ fn fixture(len: usize) -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 #[test]
-#[allow(clippy::useless_vec, reason = "the guide's code, as users will paste it")]
+#[allow(
+    clippy::useless_vec,
+    reason = "the guide's code, as users will paste it"
+)]
 fn the_guides_api_compiles_and_works() -> Result<(), MmapError> {
     let (_dir, path) = fixture(200_000);
     let f = MmapFile::new(&path)?;
