@@ -193,6 +193,18 @@ pub(crate) fn text(status: StatusCode, reason: &str) -> Response<MmapBody> {
     response
 }
 
+/// `response` as the answer to `method`: RFC 9110 §9.3.2 forbids content in any response to HEAD, error
+/// responses included (HTTP/2 servers such as hyper's send whatever the body yields).
+pub(crate) fn without_content_for_head(
+    method: &Method,
+    mut response: Response<MmapBody>,
+) -> Response<MmapBody> {
+    if method == Method::HEAD {
+        *response.body_mut() = MmapBody::empty();
+    }
+    response
+}
+
 /// RFC 9110 §15.5.6: 405 names the methods the resource supports.
 pub(crate) fn method_not_allowed() -> Response<MmapBody> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");

@@ -56,7 +56,9 @@ impl<R: Resolve> Future for ResponseFuture<R> {
         match self.project().kind.project() {
             KindProj::Serving { serving } => Poll::Ready(Ok(match ready!(serving.poll(cx)) {
                 Outcome::Response(response) => response,
-                Outcome::NotFound(_) => not_found(),
+                Outcome::NotFound(parts) => {
+                    response::without_content_for_head(&parts.method, not_found())
+                }
             })),
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
@@ -129,6 +131,8 @@ impl<R: Resolve> Future for Serving<R> {
                         Resolution::Reject(rejection) => {
                             this.state.set(State::Done);
                             let r = response::text(rejection.status(), rejection.reason());
+                            let method = &this.parts.as_ref().expect("parts are taken once").method;
+                            let r = response::without_content_for_head(method, r);
                             return Poll::Ready(Outcome::Response(r));
                         }
                     };
@@ -188,6 +192,9 @@ fn finish(
     match opened {
         Ok(mapped) => Outcome::Response(render(&parts, &mapped, file, limits)),
         Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => Outcome::NotFound(parts),
-        Err(err) => Outcome::Response(error_response(&err)),
+        Err(err) => Outcome::Response(response::without_content_for_head(
+            &parts.method,
+            error_response(&err),
+        )),
     }
 }

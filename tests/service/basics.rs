@@ -1,0 +1,155 @@
+//! The plain answers: GET 200 with exact headers, HEAD, and every other method.
+
+use http::{Method, StatusCode};
+use mmap_serve::{MmapServe, Resolution, ResolvedFile};
+
+use crate::common::{Fixture, MTIME_HTTP, content_length, get, pattern, request, send, text};
+
+#[tokio::test]
+async fn get_answers_200_with_exact_length_type_validators_and_accept_ranges() {
+    let fx = Fixture::new();
+    fx.file("data.bin", 100_000);
+    let (status, headers, body) = send(fx.serve(), get("/data.bin", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text(&headers, "content-length"), "100000");
+    assert_eq!(text(&headers, "content-type"), "application/octet-stream");
+    assert_eq!(text(&headers, "accept-ranges"), "bytes");
+    assert_eq!(text(&headers, "last-modified"), MTIME_HTTP);
+    let etag = text(&headers, "etag");
+    assert!(
+        etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+        "a strong entity-tag: {etag}"
+    );
+    assert!(headers.get("content-range").is_none());
+    assert!(body == pattern(0..100_000), "the whole file");
+}
+
+#[tokio::test]
+async fn content_type_comes_from_the_extension() {
+    let fx = Fixture::new();
+    let cases = [
+        ("page.html", "text/html"),
+        ("style.css", "text/css"),
+        ("data.json", "application/json"),
+        ("photo.PNG", "image/png"),
+        ("clip.mp4", "video/mp4"),
+        ("doc.pdf", "application/pdf"),
+        ("weights.safetensors", "application/octet-stream"),
+        ("no_extension", "application/octet-stream"),
+    ];
+    for (name, expected) in cases {
+        fx.file(name, 10);
+        let (status, headers, _) = send(fx.serve(), get(&format!("/{name}"), &[])).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert_eq!(text(&headers, "content-type"), expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_without_a_chosen_content_type_is_application_octet_stream() {
+    let fx = Fixture::new();
+    // `.html` would be text/html with DirResolver; a resolver that names no type gets the default.
+    let path = fx.file("page.html", 10);
+    let serve = MmapServe::new(move |_: &http::request::Parts| {
+        std::future::ready(Resolution::file(ResolvedFile::new(path.clone())))
+    });
+    let (status, headers, _) = send(serve, get("/anything", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text(&headers, "content-type"), "application/octet-stream");
+}
+
+#[tokio::test]
+async fn etag_is_stable_for_one_file_and_differs_between_files() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 1000);
+    fx.file("b.bin", 1000);
+    let serve = fx.serve();
+    let (_, first, _) = send(serve.clone(), get("/a.bin", &[])).await;
+    let (_, again, _) = send(serve.clone(), get("/a.bin", &[])).await;
+    let (_, other, _) = send(serve, get("/b.bin", &[])).await;
+    assert_eq!(text(&first, "etag"), text(&again, "etag"));
+    assert_ne!(text(&first, "etag"), text(&other, "etag"));
+}
+
+#[tokio::test]
+async fn head_has_the_get_headers_and_an_empty_body() {
+    let fx = Fixture::new();
+    fx.file("page.html", 5000);
+    let serve = fx.serve();
+    let (get_status, get_headers, _) = send(serve.clone(), get("/page.html", &[])).await;
+    let (status, headers, body) = send(serve, request(Method::HEAD, "/page.html", &[])).await;
+    assert_eq!((get_status, status), (StatusCode::OK, StatusCode::OK));
+    assert!(body.is_empty());
+    assert_eq!(content_length(&headers), 5000);
+    for name in [
+        "content-length",
+        "content-type",
+        "etag",
+        "last-modified",
+        "accept-ranges",
+    ] {
+        assert_eq!(headers.get(name), get_headers.get(name), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow_get_head() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 100);
+    for method in [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+    ] {
+        let (status, headers, body) =
+            send(fx.serve(), request(method.clone(), "/a.bin", &[])).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(text(&headers, "allow"), "GET, HEAD", "{method}");
+        assert!(
+            !body.windows(10).any(|w| w == &pattern(0..10)[..]),
+            "{method} must not send the file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_file_or_a_directory_is_404() {
+    let fx = Fixture::new();
+    fx.dir("sub");
+    fx.file("sub/inner.bin", 10);
+    for uri in ["/missing.bin", "/sub", "/sub/", "/sub/inner.bin/x", "/"] {
+        let (status, _, _) = send(fx.serve(), get(uri, &[])).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn head_responses_never_carry_content_even_for_errors() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 100);
+    fx.dir("sub");
+    // RFC 9110 §9.3.2: the server MUST NOT send content in the response to HEAD, whatever the status.
+    // (HTTP/1.1 servers drop it anyway; hyper's HTTP/2 server sends whatever the body yields.)
+    let cases = [
+        ("/a.bin", StatusCode::OK),
+        ("/missing.bin", StatusCode::NOT_FOUND),
+        ("/sub", StatusCode::NOT_FOUND),
+        ("/.hidden", StatusCode::NOT_FOUND),
+        ("/%2e%2e/secret", StatusCode::BAD_REQUEST),
+        ("/a%00.bin", StatusCode::BAD_REQUEST),
+    ];
+    for (uri, expected) in cases {
+        let (status, _, body) = send(fx.serve(), request(Method::HEAD, uri, &[])).await;
+        assert_eq!(status, expected, "HEAD {uri}");
+        assert!(body.is_empty(), "HEAD {uri} sent {body:?}");
+    }
+    let reject = MmapServe::new(|_: &http::request::Parts| {
+        std::future::ready(Resolution::reject(StatusCode::GONE, "withdrawn"))
+    });
+    let (status, _, body) = send(reject, request(Method::HEAD, "/x", &[])).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert!(body.is_empty(), "HEAD of a rejection sent {body:?}");
+}
