@@ -263,6 +263,15 @@ impl MmapCache {
         }
     }
 
+    /// Opens `path` with this cache's settings without caching it.
+    pub(crate) fn open_uncached(&self, path: &Path) -> Result<MmapFile, MmapError> {
+        MmapFile::open(
+            path,
+            self.settings.config,
+            self.settings.small_file_threshold,
+        )
+    }
+
     /// The mapping hints applied to new mappings.
     pub fn config(&self) -> MmapConfig {
         self.settings.config

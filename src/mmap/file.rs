@@ -56,6 +56,8 @@ pub struct MmapFile {
     validators: FileValidators,
     /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
     checked_at: AtomicU64,
+    /// The confinement (a resolver's root, as a tag; 0 for none) this file was last verified beneath.
+    confined_to: AtomicU64,
 }
 
 impl MmapFile {
@@ -118,6 +120,7 @@ impl MmapFile {
             validators: FileValidators::new(&identity, SystemTime::now()),
             identity,
             checked_at: AtomicU64::new(0),
+            confined_to: AtomicU64::new(0),
         })
     }
 
@@ -207,6 +210,15 @@ impl MmapFile {
 
     pub(crate) fn set_checked_at(&self, now: u64) {
         self.checked_at.store(now, Ordering::Relaxed);
+    }
+
+    /// The tag of the confinement this file was last verified beneath (0: none).
+    pub(crate) fn confined_to(&self) -> u64 {
+        self.confined_to.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_confined_to(&self, tag: u64) {
+        self.confined_to.store(tag, Ordering::Relaxed);
     }
 }
 

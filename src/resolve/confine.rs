@@ -37,6 +37,24 @@ impl Confinement {
         }
     }
 
+    /// A non-zero digest of this confinement (root as configured, symlink policy), with which a cached
+    /// mapping records the confinement it was last verified under.
+    pub(crate) fn tag(&self) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        // FNV-1a: deterministic, a few nanoseconds for a short root.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in self
+            .root
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .chain([u8::from(self.follow_symlinks)].iter())
+        {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h.max(1)
+    }
+
     /// Returns the path to open: the canonical target of `path`, guaranteed (as of this call) to lie under
     /// the canonical root.
     ///

@@ -180,24 +180,49 @@ pub(crate) fn policy_for(file: &ResolvedFile, cache: &MmapCache) -> Revalidate {
 }
 
 /// The blocking half of a miss: confinement check, then the cache's open-or-revalidate.
+///
+/// A confined file is served only once the cached mapping is known to be the very file the checked path
+/// names: a cache shared with an unconfined resolver or handler may hold a mapping of the same path opened
+/// through a link that leaves this root, and that mapping must not leak through here.
 pub(crate) fn open_blocking(
     cache: &MmapCache,
     path: PathBuf,
     confinement: Option<Confinement>,
     revalidate: Revalidate,
 ) -> Result<Arc<MmapFile>, MmapError> {
-    let target = match confinement {
-        Some(confinement) => match confinement.check(&path) {
-            Ok(target) => target,
-            Err(e) => {
-                // A file that moved out of reach must not keep being served from the cache.
-                cache.remove(&path);
-                return Err(MmapError::from_io(&path, e));
-            }
-        },
-        None => path.clone(),
+    let Some(confinement) = confinement else {
+        return cache.get_or_create_at(&path, &path, revalidate);
     };
-    cache.get_or_create_at(&path, &target, revalidate)
+    let target = match confinement.check(&path) {
+        Ok(target) => target,
+        Err(e) => {
+            // A file that moved out of reach must not keep being served from the cache.
+            cache.remove(&path);
+            return Err(MmapError::from_io(&path, e));
+        }
+    };
+    let tag = confinement.tag();
+    let file = cache.get_or_create_at(&path, &target, revalidate)?;
+    if file.confined_to() == tag || is_same_file(&file, &target)? {
+        file.set_confined_to(tag);
+        return Ok(file);
+    }
+    // Mapped through another route: replace it with the checked target.
+    cache.remove(&path);
+    let file = cache.get_or_create_at(&path, &target, revalidate)?;
+    if is_same_file(&file, &target)? {
+        file.set_confined_to(tag);
+        Ok(file)
+    } else {
+        // Still another file (a concurrent opener through the other route): serve the target uncached.
+        Ok(Arc::new(cache.open_uncached(&target)?))
+    }
+}
+
+/// Whether `file` is the file at `target` now (same device, inode, length and times).
+fn is_same_file(file: &MmapFile, target: &std::path::Path) -> Result<bool, MmapError> {
+    let metadata = std::fs::metadata(target).map_err(|e| MmapError::from_io(target, e))?;
+    Ok(crate::FileIdentity::from_metadata(&metadata) == *file.identity())
 }
 
 /// The answer for a file the cache produced (or failed to).

@@ -136,7 +136,7 @@ async fn concurrent_requests_for_one_file_open_it_once() {
 /// opened a link out of the root without confinement, a `DirResolver` request for that link is answered from
 /// the cache with the outside file's bytes.
 #[tokio::test]
-#[ignore = "known bug: a shared MmapCache lets a DirResolver serve a link out of its root (see the report)"]
+
 async fn a_shared_cache_does_not_bypass_confinement() {
     let fx = Fixture::new();
     let leak = fx.root().join("leak");
