@@ -3,10 +3,10 @@
 
 #[path = "../examples/axum_router.rs"]
 mod axum_router;
-mod support;
+mod common;
 
+use common::net::{check_full_range_multi_304, fetch};
 use http::Method;
-use support::{check_full_range_multi_304, fetch};
 
 async fn start() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -88,7 +88,7 @@ async fn the_guides_handler_style_compiles_and_maps_errors() {
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    support::pattern_file(dir.path(), "t1.tensor", 100_000);
+    common::net::pattern_file(dir.path(), "t1.tensor", 100_000);
     let state = AppState {
         mmap_cache: Arc::new(MmapCache::new(100)),
         storage_path: dir.path().to_path_buf(),

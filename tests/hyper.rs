@@ -1,12 +1,13 @@
 //! hyper 1 + hyper-util: the `hyper_server` example's server on 127.0.0.1:0, over HTTP/1.1 and HTTP/2, driven by
 //! hyper's client and by curl.
 
+mod common;
 #[path = "../examples/hyper_server.rs"]
 mod hyper_server;
-mod support;
 
+use common::find;
+use common::net::{check_full_range_multi_304, check_multipart, fetch, have, pattern_file};
 use http::Method;
-use support::{byte, check_full_range_multi_304, check_multipart, fetch, find, have, pattern_file};
 
 const LEN: usize = 3 << 20;
 
@@ -112,6 +113,6 @@ async fn curl_single_and_multi_range() {
         out.stdout
             .iter()
             .enumerate()
-            .all(|(i, b)| *b == byte(4096 + i))
+            .all(|(i, b)| *b == common::byte_at(4096 + i as u64))
     );
 }

@@ -2,13 +2,14 @@
 //! resumed download with `-C -`) and aria2c (8 connections, segmented). Each skips with a printed reason when
 //! its client is not installed; `.ci/run` installs both.
 
-mod support;
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use support::{check_multipart, find, have, pattern_file};
+use common::find;
+use common::net::{check_multipart, have, pattern_file};
 
 const LEN: usize = 64 << 20;
 
@@ -193,6 +194,6 @@ fn curl_single_and_multi_range_against_serve() {
             .stdout
             .iter()
             .enumerate()
-            .all(|(i, b)| *b == support::byte(1000 + i))
+            .all(|(i, b)| *b == common::byte_at(1000 + i as u64))
     );
 }

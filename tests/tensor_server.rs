@@ -1,15 +1,15 @@
 //! The `mmap_tensor_server` example (the original guide's app) on 127.0.0.1:0.
 
+mod common;
 #[path = "../examples/mmap_tensor_server.rs"]
 mod mmap_tensor_server;
-mod support;
 
 use std::sync::Arc;
 
+use common::net::fetch;
 use http::Method;
 use mmap_serve::MmapCache;
 use mmap_tensor_server::{AppState, DEMO_CID, app, create_demo_storage, demo_bytes};
-use support::fetch;
 
 async fn start() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");

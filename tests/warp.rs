@@ -1,11 +1,11 @@
 //! warp 0.4: the `warp_filter` example's filter on 127.0.0.1:0; requests it has no file for reach the next filter.
 
-mod support;
+mod common;
 #[path = "../examples/warp_filter.rs"]
 mod warp_filter;
 
+use common::net::{check_full_range_multi_304, fetch, pattern_file};
 use http::Method;
-use support::{check_full_range_multi_304, fetch, pattern_file};
 
 const LEN: usize = 1 << 20;
 

@@ -1,6 +1,9 @@
 //! Helpers shared by the service tests: fixture trees whose bytes can be recomputed for any range, a driver
 //! that sends one request and drains the body, and a small multipart/byteranges parser written from RFC 9110
-//! §14.6 and RFC 2046 §5.1.1 without looking at the crate's framing code.
+//! §14.6 and RFC 2046 §5.1.1 without looking at the crate's framing code; `net` has the socket-level helpers.
+#![allow(dead_code, reason = "each test crate uses the helpers it needs")]
+
+pub mod net;
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -372,6 +375,6 @@ pub fn verify_whole(
 }
 
 /// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -1,6 +1,5 @@
-//! Helpers for the socket tests: fixture files whose bytes are known at any offset, a hyper client, a
-//! multipart/byteranges parser, and the checks every framework integration must pass.
-#![allow(dead_code, reason = "each test file uses the helpers it needs")]
+//! Helpers for the socket tests: fixture files, a hyper client, and the checks every framework integration
+//! must pass over a real connection.
 
 use std::path::{Path, PathBuf};
 
@@ -10,18 +9,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// Byte `i` of every fixture file.
-pub fn byte(i: usize) -> u8 {
-    (i % 251) as u8
-}
-
 /// Writes `dir/name` with `len` fixture bytes and returns its path.
 pub fn pattern_file(dir: &Path, name: &str, len: usize) -> PathBuf {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("create fixture dir");
     }
-    std::fs::write(&path, (0..len).map(byte).collect::<Vec<_>>()).expect("write fixture");
+    std::fs::write(&path, super::pattern(0..len as u64)).expect("write fixture");
     path
 }
 
@@ -64,45 +58,22 @@ pub async fn fetch(http2: bool, method: Method, url: &str, headers: &[(&str, &st
     }
 }
 
-/// Parses a multipart/byteranges body, checks every part's bytes against the fixture pattern and its
-/// Content-Range total against `len`; returns the parts as inclusive `(first, last)`.
+/// Parses a multipart/byteranges body (with the strict parser of `common`), checks every part's bytes
+/// against the fixture pattern and its complete length against `len`; returns the parts as inclusive
+/// `(first, last)`.
 pub fn check_multipart(content_type: &str, body: &[u8], len: usize) -> Vec<(usize, usize)> {
-    let boundary = content_type
-        .strip_prefix("multipart/byteranges; boundary=")
-        .expect("multipart content type");
-    let delimiter = format!("--{boundary}");
-    let mut parts = Vec::new();
-    let mut rest = body;
-    loop {
-        let at = find(rest, delimiter.as_bytes()).expect("delimiter");
-        rest = &rest[at + delimiter.len()..];
-        if rest.starts_with(b"--") {
-            break;
-        }
-        let end_of_headers = find(rest, b"\r\n\r\n").expect("part headers");
-        let head = std::str::from_utf8(&rest[..end_of_headers]).expect("ascii headers");
-        let range = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
-            .expect("Content-Range in part");
-        let (span, total) = range.split_once('/').expect("total");
-        assert_eq!(total.parse::<usize>().expect("len"), len);
-        let (first, last) = span.split_once('-').expect("span");
-        let (first, last): (usize, usize) =
-            (first.parse().expect("first"), last.parse().expect("last"));
-        let data = &rest[end_of_headers + 4..end_of_headers + 4 + (last - first + 1)];
-        assert!(
-            data.iter().enumerate().all(|(i, b)| *b == byte(first + i)),
-            "part {first}-{last}"
-        );
-        rest = &rest[end_of_headers + 4 + data.len()..];
-        parts.push((first, last));
-    }
-    parts
-}
-
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    super::parse_byteranges(body, &super::boundary_of(content_type))
+        .into_iter()
+        .map(|part| {
+            assert_eq!(part.complete_length, len as u64);
+            assert!(
+                part.data[..] == super::pattern(part.range.clone())[..],
+                "{:?}",
+                part.range
+            );
+            (part.range.start as usize, part.range.end as usize - 1)
+        })
+        .collect()
 }
 
 /// What every integration must do through its framework: a full GET, a Range, a multi-range and a 304,
@@ -112,7 +83,12 @@ pub async fn check_full_range_multi_304(http2: bool, url: &str, len: usize) {
     assert_eq!(full.status, StatusCode::OK, "{url}");
     assert_eq!(full.header("content-length"), len.to_string());
     assert_eq!(full.body.len(), len);
-    assert!(full.body.iter().enumerate().all(|(i, b)| *b == byte(i)));
+    assert!(
+        full.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == super::byte_at(i as u64))
+    );
     let etag = full.header("etag").to_string();
     assert!(etag.starts_with('"'), "strong ETag: {etag}");
 
@@ -126,7 +102,7 @@ pub async fn check_full_range_multi_304(http2: bool, url: &str, len: usize) {
         one.body
             .iter()
             .enumerate()
-            .all(|(i, b)| *b == byte(1000 + i))
+            .all(|(i, b)| *b == super::byte_at(1000 + i as u64))
     );
     assert_eq!(one.body.len(), 100);
 
