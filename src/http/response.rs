@@ -62,9 +62,12 @@ pub(crate) fn respond(
     };
     let len = rep.data.len() as u64;
     // RFC 9110 §14.2: GET is the only method range handling is defined for; HEAD gets the 200 headers.
-    let range = headers
-        .get(header::RANGE)
-        .filter(|_| method == Method::GET && range_applies);
+    // Range is a singleton field: two field lines combine into an invalid ranges-specifier, which is ignored.
+    let mut lines = headers.get_all(header::RANGE).iter();
+    let range = match (lines.next(), lines.next()) {
+        (Some(only), None) if method == Method::GET && range_applies => Some(only),
+        _ => None,
+    };
     let plan = range.map_or(RangePlan::Full, |value| {
         plan_ranges(value.as_bytes(), len, limits.max_ranges)
     });
@@ -307,6 +310,18 @@ mod tests {
                 .expect("ct")
                 .starts_with("multipart/byteranges; boundary=")
         );
+    }
+
+    #[test]
+    fn two_range_field_lines_are_an_invalid_range_and_ignored() {
+        let d = data();
+        let r = run(
+            &d,
+            Method::GET,
+            &[("range", "bytes=0-9"), ("range", "bytes=20-29")],
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("1000"));
     }
 
     #[test]
