@@ -50,8 +50,15 @@ pub fn files(
                     let mut frames = Vec::new();
                     let mut body = body;
                     while let Some(frame) = body.frame().await {
-                        if let Ok(data) = frame.unwrap_or_else(|never| match never {}).into_data() {
-                            frames.push(data);
+                        match frame.map(|f| f.into_data()) {
+                            Ok(Ok(data)) => frames.push(data),
+                            Ok(Err(_trailers)) => {}
+                            // The file changed while being read: answer 503 rather than wrong bytes.
+                            Err(_) => {
+                                let mut failed = http::Response::new(Bytes::new());
+                                *failed.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                return Ok(failed);
+                            }
                         }
                     }
                     let bytes = if frames.len() == 1 {

@@ -338,6 +338,9 @@ impl MmapCacheBuilder {
 
     /// Builds the cache.
     pub fn build(self) -> MmapCache {
+        // Mapped files are protected against truncation from the first one on (see `sigbus_protection_active`).
+        #[cfg(target_os = "linux")]
+        crate::mmap::guard::install();
         let s = self.settings;
         let counters = Arc::new(Counters::default());
         let files = s.max_files.max(1);
@@ -411,6 +414,10 @@ fn clock() -> u64 {
 }
 
 fn is_due(file: &MmapFile, revalidate: Revalidate) -> bool {
+    if file.is_poisoned() {
+        // Never served again from the cache: the check that follows finds it changed and re-maps it.
+        return true;
+    }
     match revalidate {
         Revalidate::Always => true,
         Revalidate::Never => false,

@@ -51,6 +51,8 @@ pub use error::MmapError;
 pub use http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 pub use mmap::config::MmapConfig;
 pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
+#[cfg(target_os = "linux")]
+pub use mmap::guard::{caught_faults as sigbus_faults_caught, sigbus_protection_active};
 pub use mmap::identity::FileIdentity;
 pub use resolve::{CidResolver, DirResolver, Rejection, Resolution, Resolve, ResolvedFile};
 pub use service::{

@@ -4,73 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::find;
-use common::net::{check_multipart, have, pattern_file};
+use common::net::{Serve, check_multipart, have, pattern_file};
 
 const LEN: usize = 64 << 20;
-
-/// The `serve` example, running on an ephemeral port until dropped.
-struct Serve {
-    child: Child,
-    url: String,
-    /// Kept open: the banner's later lines must not meet a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Serve {
-    fn start(root: &Path) -> Self {
-        // Examples are built next to the test binaries: target/<profile>/examples/serve.
-        let exe = std::env::current_exe().expect("test binary path");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .join("examples/serve");
-        assert!(
-            bin.exists(),
-            "{} missing: `cargo test` builds the examples",
-            bin.display()
-        );
-        let mut child = Command::new(bin)
-            .args([
-                "--root",
-                root.to_str().expect("utf-8 temp path"),
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "2",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start serve");
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        stdout.read_line(&mut first).expect("banner");
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("URL in the banner")
-            .trim_end_matches('/')
-            .to_string();
-        Self {
-            child,
-            url,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum")

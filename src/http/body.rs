@@ -1,13 +1,27 @@
 //! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping.
 
-use std::convert::Infallible;
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::multipart::Multipart;
+use crate::MmapFile;
+
+/// How many bytes a watched body holds back for its last frame, sent only once the file has been re-checked.
+const FINAL_PIECE: usize = 4096;
+
+/// What a body serving a mapped file checks so that it never completes with wrong bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Watch {
+    /// The file whose mapping the frames slice.
+    pub(crate) file: Arc<MmapFile>,
+    /// Re-check the file's identity before the last frame (false for immutable, content-addressed files).
+    pub(crate) recheck_identity: bool,
+}
 
 /// The default largest frame a body yields: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -17,6 +31,12 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 ///
 /// No frame is a copy: each is a reference-counted slice of the file's mapping (or of one framing buffer), and
 /// the size hint is always exact, so servers send `Content-Length` and no chunked encoding.
+///
+/// A body that slices a mapping checks it as it goes: before each frame, that the mapping was not poisoned
+/// (the file truncated under it), and before the last frame — a body longer than one frame holds its last
+/// 4 KiB back for it — that the file on disk is still the one mapped. When a check fails the body ends with an
+/// error, so the server aborts the connection and the client sees fewer bytes than `Content-Length` promised
+/// instead of a complete response with wrong bytes.
 ///
 /// # Examples
 ///
@@ -30,6 +50,8 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 pub struct MmapBody {
     kind: Kind,
     chunk_size: usize,
+    watch: Option<Watch>,
+    failed: bool,
 }
 
 #[derive(Debug)]
@@ -60,6 +82,8 @@ impl MmapBody {
         Self {
             kind: Kind::Slice(data),
             chunk_size: effective(chunk_size),
+            watch: None,
+            failed: false,
         }
     }
 
@@ -75,7 +99,15 @@ impl MmapBody {
                 remaining,
             })),
             chunk_size: effective(chunk_size),
+            watch: None,
+            failed: false,
         }
+    }
+
+    /// Checks `watch` while sending (see the type's docs).
+    pub(crate) fn watched(mut self, watch: Option<Watch>) -> Self {
+        self.watch = watch;
+        self
     }
 
     fn remaining(&self) -> u64 {
@@ -85,10 +117,44 @@ impl MmapBody {
         }
     }
 
+    /// The next frame, checked against the watch; an error ends the body.
+    fn poll_next(&mut self) -> Option<io::Result<Bytes>> {
+        if self.failed {
+            return None;
+        }
+        let Some(watch) = self.watch.clone() else {
+            return self.next_frame().map(Ok);
+        };
+        let frame = self.next_frame()?;
+        let last = self.remaining() == 0;
+        if watch.file.is_poisoned()
+            || (last && watch.recheck_identity && !watch.file.still_matches())
+        {
+            self.failed = true;
+            return Some(Err(io::Error::other(format!(
+                "{} changed while being served",
+                watch.file.path().display()
+            ))));
+        }
+        Some(Ok(frame))
+    }
+
     fn next_frame(&mut self) -> Option<Bytes> {
         let chunk_size = self.chunk_size;
+        let held_back = if self.watch.is_some() { FINAL_PIECE } else { 0 };
         match &mut self.kind {
-            Kind::Slice(data) => take_chunk(data, chunk_size),
+            Kind::Slice(data) => {
+                // A body longer than one chunk keeps its last `held_back` bytes for a frame of their own
+                // (with chunks no larger than that, the last chunk already is small).
+                let len = data.len();
+                let limit =
+                    if len > chunk_size && chunk_size > held_back && len - chunk_size < held_back {
+                        len - held_back
+                    } else {
+                        chunk_size
+                    };
+                take_chunk(data, limit)
+            }
             Kind::Multipart(state) => loop {
                 if let Some(frame) = take_chunk(&mut state.current, chunk_size) {
                     state.remaining -= frame.len() as u64;
@@ -134,17 +200,17 @@ impl Default for MmapBody {
 
 impl Body for MmapBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().next_frame().map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        Poll::Ready(self.get_mut().poll_next().map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining() == 0
+        self.failed || self.remaining() == 0
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::body::MmapBody;
+use super::body::{MmapBody, Watch};
 use super::multipart::{Boundary, Multipart, multipart_length};
 use super::preconditions::{Precondition, Validators, evaluate_preconditions};
 use super::range::{RangePlan, content_range, plan_ranges, unsatisfied_content_range};
@@ -23,6 +23,8 @@ pub(crate) struct Representation<'a> {
     /// `last_modified` as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
     pub(crate) cache_control: Option<HeaderValue>,
+    /// What the body checks while it sends mapped bytes (None for bytes on the heap).
+    pub(crate) watch: Option<Watch>,
 }
 
 /// Per-service settings that shape responses.
@@ -84,7 +86,9 @@ pub(crate) fn respond(
 }
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
-    let mut response = Response::new(MmapBody::slice(rep.data.clone(), limits.chunk_size));
+    let mut response = Response::new(
+        MmapBody::slice(rep.data.clone(), limits.chunk_size).watched(rep.watch.clone()),
+    );
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.data.len()));
@@ -101,7 +105,8 @@ fn single(
     let len = rep.data.len() as u64;
     // plan_ranges keeps parts inside 0..len, and len came from a usize.
     let slice = rep.data.slice(part.start as usize..part.end as usize);
-    let mut response = Response::new(MmapBody::slice(slice, limits.chunk_size));
+    let mut response =
+        Response::new(MmapBody::slice(slice, limits.chunk_size).watched(rep.watch.clone()));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
@@ -235,6 +240,7 @@ mod tests {
             last_modified: HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
             last_modified_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             cache_control: Some(HeaderValue::from_static("max-age=60")),
+            watch: None,
         }
     }
 

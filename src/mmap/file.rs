@@ -5,11 +5,12 @@ use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use memmap2::MmapOptions;
+use memmap2::{Mmap, MmapOptions};
 
 use super::config::MmapConfig;
 use super::identity::{FileIdentity, FileValidators};
@@ -52,6 +53,8 @@ pub struct MmapFile {
     path: PathBuf,
     data: Bytes,
     mapped: bool,
+    /// The mapping behind `data`, for the poison flag and identity re-checks (None for heap files).
+    mapping: Option<Arc<Mapping>>,
     identity: FileIdentity,
     validators: FileValidators,
     /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
@@ -106,17 +109,21 @@ impl MmapFile {
             path: path.display().to_string(),
             source: std::io::Error::other("file too large to map on this platform"),
         })?;
+        let mut mapping_slot = None;
         let (data, mapped) = if len == 0 {
             (Bytes::new(), false)
         } else if identity.len() < small_file_threshold {
             (read_exactly(path, file, len)?, false)
         } else {
-            (map(path, &file, len, config)?, true)
+            let (bytes, mapping) = map(path, file, len, config)?;
+            mapping_slot = Some(mapping);
+            (bytes, true)
         };
         Ok(Self {
             path: path.to_path_buf(),
             data,
             mapped,
+            mapping: mapping_slot,
             validators: FileValidators::new(&identity, SystemTime::now()),
             identity,
             checked_at: AtomicU64::new(0),
@@ -178,6 +185,21 @@ impl MmapFile {
     /// Whether the bytes come from a memory map (false for empty and small files, which live on the heap).
     pub fn is_mapped(&self) -> bool {
         self.mapped
+    }
+
+    /// Whether the mapped bytes can no longer be trusted: the file was truncated under the mapping (the pages
+    /// past its new end now read as zeros) or a response found it changed. A poisoned file is never served
+    /// again by the cache; files read into memory are never poisoned.
+    pub fn is_poisoned(&self) -> bool {
+        self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
+    }
+
+    /// Whether the file on disk still is the one mapped (an `fstat` of the kept descriptor; always true for
+    /// files read into memory, whose bytes are a private copy). Poisons the mapping when it is not.
+    pub(crate) fn still_matches(&self) -> bool {
+        self.mapping
+            .as_ref()
+            .is_none_or(|m| !m.is_poisoned() && m.still_matches(&self.identity))
     }
 
     /// Which file this is: device, inode, length and timestamps when it was opened.
@@ -247,25 +269,109 @@ fn read_exactly(path: &Path, file: File, len: usize) -> Result<Bytes, MmapError>
     Ok(Bytes::from(buf))
 }
 
-fn map(path: &Path, file: &File, len: usize, config: MmapConfig) -> Result<Bytes, MmapError> {
+/// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    #[cfg(target_os = "linux")]
+    registration: Option<super::guard::Registration>,
+    map: Mmap,
+    /// The descriptor the map was made from, kept to re-check the file's identity with `fstat`.
+    file: File,
+    /// Set when a response found the file changed under the mapping.
+    changed: AtomicBool,
+}
+
+impl Mapping {
+    /// Whether the mapping's bytes can no longer be trusted: a truncation was caught (the tail now reads as
+    /// zeros) or a response saw the file change.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if self.registration.as_ref().is_some_and(|r| r.is_poisoned()) {
+            return true;
+        }
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the file behind the mapping still has `identity` (one `fstat` of the kept descriptor); marks the
+    /// mapping poisoned when it does not.
+    pub(crate) fn still_matches(&self, identity: &FileIdentity) -> bool {
+        let same = self
+            .file
+            .metadata()
+            .is_ok_and(|m| identity.still_describes(&m));
+        if !same {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        same
+    }
+}
+
+/// The `Bytes` owner: every slice of a mapped file holds the mapping through this.
+struct SharedMapping(Arc<Mapping>);
+
+impl AsRef<[u8]> for SharedMapping {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.map
+    }
+}
+
+fn map(
+    path: &Path,
+    file: File,
+    len: usize,
+    config: MmapConfig,
+) -> Result<(Bytes, Arc<Mapping>), MmapError> {
     let mut options = MmapOptions::new();
     options.len(len);
     if config.populate {
         options.populate();
     }
     // SAFETY: (1) `file` is open read-only and the map is read-only, so nothing in this process writes through
-    // it. (2) The map is moved into the `Bytes` below at once and is reachable only through it: no slice can
-    // outlive the mapping, and no raw pointer or `'static` reference leaves this module. (3) `len` is the
-    // length `fstat` reported for this descriptor just before, so the mapping does not extend past the end of
-    // the file as it was opened. (4) What remains, another process rewriting or truncating the file while a
-    // slice is alive, is the contract stated in the crate's safety model; the cache narrows that window by
-    // re-checking the file's identity under its revalidation policy and re-mapping changed files.
-    let map = unsafe { options.map(file) }.map_err(|e| MmapError::from_io(path, e))?;
+    // it. (2) The map moves at once into a `Mapping` reachable only through an `Arc` owned by the `Bytes` made
+    // below and by the `MmapFile`: no slice can outlive the mapping, and no raw pointer or `'static` reference
+    // leaves this module. (3) `len` is the length `fstat` reported for this descriptor just before, so the
+    // mapping does not extend past the end of the file as it was opened. (4) A file truncated while a slice is
+    // alive raises SIGBUS on the next touch of a page past its new end: on Linux the mapping is registered with
+    // the guard (mmap/guard.rs) before any byte is read, which turns that into zero pages and a poisoned flag
+    // the body checks. (5) What remains, a rewrite in place, is the contract stated in the crate's safety model;
+    // responses re-check the file's identity before their last bytes, and the cache re-maps changed files.
+    let map = unsafe { options.map(&file) }.map_err(|e| MmapError::from_io(path, e))?;
+    // SAFETY: the range is exactly `map`'s, a read-only mapping this function owns; the registration is stored
+    // in the same `Mapping`, declared before `map`, so it is dropped (unregistered) before the map is unmapped;
+    // replacing pages after a fault with zero pages is what this crate wants (the body then sees the poison).
+    #[cfg(target_os = "linux")]
+    let registration = unsafe { super::guard::Registration::new(map.as_ptr(), map.len()) };
+    #[cfg(target_os = "linux")]
+    if registration.is_none() {
+        warn_unprotected();
+    }
     for advice in config.advice() {
         // Hints are advice: an unsupported one (EINVAL on file-backed huge pages, say) changes nothing.
         let _ = map.advise(advice);
     }
-    Ok(Bytes::from_owner(map))
+    let mapping = Arc::new(Mapping {
+        #[cfg(target_os = "linux")]
+        registration,
+        map,
+        file,
+        changed: AtomicBool::new(false),
+    });
+    Ok((
+        Bytes::from_owner(SharedMapping(Arc::clone(&mapping))),
+        mapping,
+    ))
+}
+
+/// Says once per process that a mapping is not protected against truncation, and why.
+#[cfg(target_os = "linux")]
+fn warn_unprotected() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            protection = %super::guard::protection(),
+            "mmap-serve: a mapping is not protected against truncation (SIGBUS)"
+        );
+    });
 }
 
 #[cfg(test)]

@@ -35,6 +35,16 @@ impl FileIdentity {
         }
     }
 
+    /// Whether the open file described by `metadata` (from `fstat`) still has this identity's content: same
+    /// device, inode, length and mtime, and same ctime unless the file has been unlinked — replacing a file by
+    /// rename unlinks the old inode, which moves its ctime, and responses begun on it must finish.
+    pub(crate) fn still_describes(&self, metadata: &Metadata) -> bool {
+        let now = Self::from_metadata(metadata);
+        let same = (now.dev, now.ino, now.len, now.mtime_ns)
+            == (self.dev, self.ino, self.len, self.mtime_ns);
+        same && (metadata.nlink() == 0 || now.ctime_ns == self.ctime_ns)
+    }
+
     /// The device the file lives on.
     pub fn dev(&self) -> u64 {
         self.dev

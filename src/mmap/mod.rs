@@ -15,6 +15,15 @@
 //! - what remains is a file truncated or rewritten in place while a response is still reading the old
 //!   mapping. Deploy by writing a new file and renaming it over the old one, never by rewriting in place.
 pub(crate) mod config;
-#[allow(unsafe_code)]
+#[allow(
+    unsafe_code,
+    reason = "mapping a file is unsafe: see the SAFETY comment in `map`"
+)]
 pub(crate) mod file;
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "installing a signal handler and remapping pages inside it cannot be done in safe Rust"
+)]
+pub(crate) mod guard;
 pub(crate) mod identity;

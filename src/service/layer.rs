@@ -247,7 +247,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            BodyKindProj::Mmap { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            BodyKindProj::Mmap { body } => body.poll_frame(cx).map_err(Into::into),
             BodyKindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
         }
     }

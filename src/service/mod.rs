@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 
-use crate::http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
+use crate::http::body::{DEFAULT_CHUNK_SIZE, MmapBody, Watch};
 use crate::http::response::{self, Limits, Representation};
 use crate::resolve::{Confinement, ResolvedFile};
 use crate::{MmapCache, MmapError, MmapFile, Resolve, Revalidate};
@@ -98,7 +98,10 @@ impl<R: Resolve> MmapServe<R> {
         self
     }
 
-    /// The largest body frame handed to the server, in bytes (0: one frame per slice). Default: 1 MiB.
+    /// The largest body frame handed to the server, in bytes (0: no limit). Default: 1 MiB.
+    ///
+    /// A mapped body longer than one frame sends its last 4 KiB in a frame of their own, after re-checking the
+    /// file (see [`MmapBody`]).
     pub fn chunk_size(mut self, chunk_size: usize) -> Self {
         self.limits.chunk_size = chunk_size;
         self
@@ -228,7 +231,7 @@ fn is_same_file(file: &MmapFile, target: &std::path::Path) -> Result<bool, MmapE
 /// The answer for a file the cache produced (or failed to).
 pub(crate) fn render(
     parts: &http::request::Parts,
-    file: &MmapFile,
+    file: &Arc<MmapFile>,
     resolved: &ResolvedFile,
     limits: Limits,
 ) -> Response<MmapBody> {
@@ -246,6 +249,10 @@ pub(crate) fn render(
         last_modified: preformatted(v.last_modified.clone()),
         last_modified_time: v.last_modified_time,
         cache_control: resolved.cache_control.clone(),
+        watch: file.is_mapped().then(|| Watch {
+            file: Arc::clone(file),
+            recheck_identity: !resolved.immutable,
+        }),
     };
     response::respond(&parts.method, &parts.headers, &rep, limits)
 }

@@ -1,7 +1,9 @@
 //! Helpers for the socket tests: fixture files, a hyper client, and the checks every framework integration
 //! must pass over a real connection.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -134,4 +136,63 @@ pub fn have(program: &str) -> bool {
         eprintln!("skipped: {program} is not installed (CI installs it)");
     }
     ok
+}
+
+/// The `serve` example, running on an ephemeral port until dropped.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+    /// Kept open: the banner's later lines must not meet a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Serve {
+    pub fn start(root: &Path) -> Self {
+        // Examples are built next to the test binaries: target/<profile>/examples/serve.
+        let exe = std::env::current_exe().expect("test binary path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("examples/serve");
+        assert!(
+            bin.exists(),
+            "{} missing: `cargo test` builds the examples",
+            bin.display()
+        );
+        let mut child = Command::new(bin)
+            .args([
+                "--root",
+                root.to_str().expect("utf-8 temp path"),
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start serve");
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut first).expect("banner");
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("URL in the banner")
+            .trim_end_matches('/')
+            .to_string();
+        Self {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
