@@ -26,11 +26,27 @@
 //!
 //! # Safety model
 //!
-//! A memory map shows the file as it is on disk *now*. The crate relies on this contract: **a file is not
-//! rewritten in place or truncated while a response is still reading its mapping.** Replace files by writing
-//! a new one and renaming it over the old (the usual deploy): in-flight responses keep reading the old inode,
-//! and the cache notices the new one (device, inode, length, mtime, ctime) under its revalidation policy.
-//! Only one `unsafe` block exists, where the file is mapped; see its SAFETY comment.
+//! A memory map shows the file as it is on disk *now*, so a server built on one has two ways to go wrong:
+//! another process truncates a mapped file (the next read of a page past the new end raises SIGBUS, which
+//! kills the process), or rewrites it in place (the "immutable" bytes change under a response). In plain
+//! words, this is what the crate does about each:
+//!
+//! - **Truncation does not crash the process** (Linux). Every mapping is registered, before any byte of it is
+//!   read, with a process-wide SIGBUS handler that acts only on faults inside registered mappings: it replaces
+//!   the missing pages with zero pages and marks the mapping poisoned, and the read goes on. Every other SIGBUS
+//!   goes to the handler that was there before (or kills the process, as it would have), so real bugs still
+//!   crash. [`sigbus_protection_active`] says whether the handler is installed and still the active one;
+//!   when it is not (another library replaced it), the crate logs it once.
+//! - **No response completes with wrong bytes.** A body checks the poison flag before every frame, and holds
+//!   its last 4 KiB back until it has re-checked (one `fstat`) that the file is still the one it mapped: same
+//!   inode, length and modification time. On any mismatch the body ends with an error, the server aborts the
+//!   connection, and the client sees fewer bytes than `Content-Length` — a failed download, never a corrupt
+//!   complete one. Poisoned and changed mappings leave the cache; the next request maps the file afresh.
+//! - **Replacing a file by rename is the supported deploy.** Responses in flight finish from the old inode; new
+//!   requests see the new file (and its new ETag) within the cache's revalidation interval.
+//!
+//! The mapping itself is the one `unsafe` block of the crate's serving path (see its SAFETY comment); the
+//! signal handler lives in its own module with its own invariants.
 //!
 //! # Platform and MSRV
 //!
