@@ -33,8 +33,8 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// the size hint is always exact, so servers send `Content-Length` and no chunked encoding.
 ///
 /// A body that slices a mapping checks it as it goes: before each frame, that the mapping was not poisoned
-/// (the file truncated under it), and before the last frame — a body longer than one frame holds its last
-/// 4 KiB back for it — that the file on disk is still the one mapped. When a check fails the body ends with an
+/// (the file truncated under it), and before the last frame of a body sent in several — such a body holds its
+/// last 4 KiB back for it — that the file on disk is still the one mapped. When a check fails the body ends with an
 /// error, so the server aborts the connection and the client sees fewer bytes than `Content-Length` promised
 /// instead of a complete response with wrong bytes.
 ///
@@ -51,6 +51,8 @@ pub struct MmapBody {
     kind: Kind,
     chunk_size: usize,
     watch: Option<Watch>,
+    /// Whether a frame was handed out already.
+    started: bool,
     failed: bool,
 }
 
@@ -83,6 +85,7 @@ impl MmapBody {
             kind: Kind::Slice(data),
             chunk_size: effective(chunk_size),
             watch: None,
+            started: false,
             failed: false,
         }
     }
@@ -100,6 +103,7 @@ impl MmapBody {
             })),
             chunk_size: effective(chunk_size),
             watch: None,
+            started: false,
             failed: false,
         }
     }
@@ -126,10 +130,12 @@ impl MmapBody {
             return self.next_frame().map(Ok);
         };
         let frame = self.next_frame()?;
-        let last = self.remaining() == 0;
-        if watch.file.is_poisoned()
-            || (last && watch.recheck_identity && !watch.file.still_matches())
-        {
+        // Only a body that has already handed frames out re-checks before its last one: a body sent as one
+        // frame was checked by the cache's revalidation when it was made, and a syscall per small response is
+        // what the hot path must not pay.
+        let recheck = self.remaining() == 0 && self.started && watch.recheck_identity;
+        self.started = true;
+        if watch.file.is_poisoned() || (recheck && !watch.file.still_matches()) {
             self.failed = true;
             return Some(Err(io::Error::other(format!(
                 "{} changed while being served",

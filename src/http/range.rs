@@ -92,17 +92,26 @@ pub(crate) fn plan_ranges(header: &[u8], len: u64, max_ranges: usize) -> RangePl
 /// the call cannot underflow.
 pub(crate) fn content_range(range: &Range<u64>, len: u64) -> HeaderValue {
     let last = range.end.saturating_sub(1).max(range.start);
-    ascii_header_value(format!("bytes {}-{last}/{len}", range.start))
+    ascii_header_value(format_args!("bytes {}-{last}/{len}", range.start))
 }
 
 /// `bytes */{len}` (RFC 9110 §14.4, for 416).
 pub(crate) fn unsatisfied_content_range(len: u64) -> HeaderValue {
-    ascii_header_value(format!("bytes */{len}"))
+    ascii_header_value(format_args!("bytes */{len}"))
 }
 
-/// Wraps text made only of digits, spaces and `-*/` letters into a header value.
-fn ascii_header_value(text: String) -> HeaderValue {
-    HeaderValue::try_from(text)
+/// Formats text made only of digits, spaces and `-*/` letters on the stack, then copies it into a header value
+/// (one allocation per response).
+fn ascii_header_value(text: std::fmt::Arguments<'_>) -> HeaderValue {
+    use std::io::Write;
+    // "bytes " + three u64s (20 digits each) + "-/" fits in 70 bytes.
+    let mut buf = [0u8; 72];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    cursor
+        .write_fmt(text)
+        .expect("the longest Content-Range fits the buffer");
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..written])
         .expect("digits, letters, spaces and `-*/` are valid field-value bytes")
 }
 

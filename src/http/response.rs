@@ -22,6 +22,8 @@ pub(crate) struct Representation<'a> {
     pub(crate) last_modified: HeaderValue,
     /// `last_modified` as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
+    /// `data.len()` as a header value, formatted once per file.
+    pub(crate) content_length: HeaderValue,
     pub(crate) cache_control: Option<HeaderValue>,
     /// What the body checks while it sends mapped bytes (None for bytes on the heap).
     pub(crate) watch: Option<Watch>,
@@ -86,12 +88,11 @@ pub(crate) fn respond(
 }
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
-    let mut response = Response::new(
-        MmapBody::slice(rep.data.clone(), limits.chunk_size).watched(rep.watch.clone()),
-    );
+    let mut response =
+        sized(MmapBody::slice(rep.data.clone(), limits.chunk_size).watched(rep.watch.clone()));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.data.len()));
+    h.insert(header::CONTENT_LENGTH, rep.content_length.clone());
     representation_headers(h, rep);
     response
 }
@@ -105,8 +106,7 @@ fn single(
     let len = rep.data.len() as u64;
     // plan_ranges keeps parts inside 0..len, and len came from a usize.
     let slice = rep.data.slice(part.start as usize..part.end as usize);
-    let mut response =
-        Response::new(MmapBody::slice(slice, limits.chunk_size).watched(rep.watch.clone()));
+    let mut response = sized(MmapBody::slice(slice, limits.chunk_size).watched(rep.watch.clone()));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
@@ -135,7 +135,7 @@ fn multi(
     let layout = Multipart::new(parts, len, ct, boundary);
     let content_type = layout.content_type();
     let content_length = HeaderValue::from(layout.content_length());
-    let mut response = Response::new(MmapBody::multipart(
+    let mut response = sized(MmapBody::multipart(
         layout,
         rep.data.clone(),
         limits.chunk_size,
@@ -178,9 +178,16 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     }
 }
 
+/// A response whose header map has room for every field this module sets, so that it allocates once.
+fn sized(body: MmapBody) -> Response<MmapBody> {
+    let mut response = Response::new(body);
+    *response.headers_mut() = HeaderMap::with_capacity(8);
+    response
+}
+
 /// A response with a status and no content (Content-Length: 0 where the status allows one).
 pub(crate) fn empty(status: StatusCode) -> Response<MmapBody> {
-    let mut response = Response::new(MmapBody::empty());
+    let mut response = sized(MmapBody::empty());
     *response.status_mut() = status;
     if status != StatusCode::NOT_MODIFIED {
         response
@@ -193,7 +200,7 @@ pub(crate) fn empty(status: StatusCode) -> Response<MmapBody> {
 /// A short plain-text explanation with `status`.
 pub(crate) fn text(status: StatusCode, reason: &str) -> Response<MmapBody> {
     let body = Bytes::from(format!("{reason}\n"));
-    let mut response = Response::new(MmapBody::slice(body.clone(), 0));
+    let mut response = sized(MmapBody::slice(body.clone(), 0));
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, TEXT_PLAIN);
@@ -239,6 +246,7 @@ mod tests {
             etag: HeaderValue::from_static("\"tag\""),
             last_modified: HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
             last_modified_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            content_length: HeaderValue::from(data.len()),
             cache_control: Some(HeaderValue::from_static("max-age=60")),
             watch: None,
         }

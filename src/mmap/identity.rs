@@ -133,6 +133,8 @@ pub(crate) struct FileValidators {
     pub(crate) last_modified: Bytes,
     /// Last-Modified as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
+    /// The length in decimal, for a full response's Content-Length.
+    pub(crate) length: Bytes,
 }
 
 impl FileValidators {
@@ -149,6 +151,7 @@ impl FileValidators {
             etag: Bytes::from(identity.etag()),
             last_modified: Bytes::from(httpdate::fmt_http_date(last_modified_time)),
             last_modified_time,
+            length: Bytes::from(identity.len().to_string()),
         }
     }
 }

@@ -248,6 +248,7 @@ pub(crate) fn render(
         },
         last_modified: preformatted(v.last_modified.clone()),
         last_modified_time: v.last_modified_time,
+        content_length: preformatted(v.length.clone()),
         cache_control: resolved.cache_control.clone(),
         watch: file.is_mapped().then(|| Watch {
             file: Arc::clone(file),
