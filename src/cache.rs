@@ -158,28 +158,27 @@ impl MmapCache {
         path: &Path,
         revalidate: Revalidate,
     ) -> Result<Arc<MmapFile>, MmapError> {
-        self.get_or_create_at(path, path, revalidate)
+        self.get_or_open(path, revalidate, |cache| cache.open_uncached(path))
     }
 
-    /// The file cached under `key`, opened from `target` on a miss (a confined resolver's checked canonical
-    /// path); revalidation compares the identity of `key` on disk.
-    pub(crate) fn get_or_create_at(
+    /// The file cached under `key`, made by `open` on a miss (a confined resolver opens it beneath its root);
+    /// revalidation compares the identity of `key` on disk.
+    pub(crate) fn get_or_open(
         &self,
         key: &Path,
-        target: &Path,
         revalidate: Revalidate,
+        open: impl FnOnce(&Self) -> Result<MmapFile, MmapError>,
     ) -> Result<Arc<MmapFile>, MmapError> {
         let path = key;
+        let mut open = Some(open);
         loop {
             let cached = match self.files.get_value_or_guard(path, None) {
                 GuardResult::Value(file) => file,
                 GuardResult::Guard(guard) => {
                     self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                    let file = Arc::new(MmapFile::open(
-                        target,
-                        self.settings.config,
-                        self.settings.small_file_threshold,
-                    )?);
+                    // A call reaches a guard at most once: it returns right after.
+                    let open = open.take().expect("one open per lookup");
+                    let file = Arc::new(open(self)?);
                     file.set_checked_at(clock());
                     // Refused only when the cache was changed under the guard; the file is still good to serve.
                     let _ = guard.insert(Arc::clone(&file));
@@ -267,6 +266,20 @@ impl MmapCache {
     pub(crate) fn open_uncached(&self, path: &Path) -> Result<MmapFile, MmapError> {
         MmapFile::open(
             path,
+            self.settings.config,
+            self.settings.small_file_threshold,
+        )
+    }
+
+    /// Maps (or reads) an open `file` as `path` with this cache's settings, without caching it.
+    pub(crate) fn map_open_file(
+        &self,
+        path: &Path,
+        file: std::fs::File,
+    ) -> Result<MmapFile, MmapError> {
+        MmapFile::from_file(
+            path,
+            file,
             self.settings.config,
             self.settings.small_file_threshold,
         )

@@ -101,7 +101,19 @@ impl MmapFile {
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(err)?;
-        // The path may have been swapped for something else between stat and open: trust only the descriptor.
+        Self::from_file(path, file, config, small_file_threshold)
+    }
+
+    /// Maps (or reads) `file`, already open for reading, as the file at `path`.
+    ///
+    /// Checks the descriptor itself: the path may have been swapped for something else since it was looked at.
+    pub(crate) fn from_file(
+        path: &Path,
+        file: File,
+        config: MmapConfig,
+        small_file_threshold: u64,
+    ) -> Result<Self, MmapError> {
+        let err = |e| MmapError::from_io(path, e);
         let metadata = file.metadata().map_err(err)?;
         check_regular(path, &metadata)?;
         let identity = FileIdentity::from_metadata(&metadata);

@@ -4,20 +4,24 @@
 //! that is itself a link) is decided here, in blocking code the service runs inside
 //! `tokio::task::spawn_blocking` just before it opens the file.
 //!
-//! # Remaining race
+//! # Races
 //!
-//! The check and the open are two steps. Between them, someone able to write beneath the root can replace a
-//! checked directory or file with a symbolic link, and the open follows it. [`Confinement::check`] narrows
-//! the window by returning the canonical path (no links left to follow as of the check, the root already
-//! resolved), but does not close it: only resolving and opening in one kernel call does (Linux
-//! `openat2(2)` with `RESOLVE_BENEATH`, and `RESOLVE_NO_SYMLINKS` when links are refused), which is planned
-//! to replace this check. Until then, confinement protects against links the operator or the content left
-//! in the tree, not against a concurrent attacker with write access to it.
+//! On Linux 5.6 and later, [`Confinement::open`] resolves and opens in one `openat2(2)` call with
+//! `RESOLVE_BENEATH` (and `RESOLVE_NO_SYMLINKS` when links are refused): a directory swapped for a link
+//! between two steps cannot lead outside, because there are no two steps. Where `openat2` is unavailable, and
+//! for paths crossing an absolute link (which `RESOLVE_BENEATH` always refuses), [`Confinement::check`]
+//! canonicalizes and compares, then the canonical target is opened: someone able to write beneath the root
+//! could swap a checked component for a link in between. That fallback protects against links the operator or
+//! the content left in the tree, not against a concurrent attacker with write access to it.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+
+/// Flags every served file is opened with: read-only, and never blocking on a FIFO or becoming a terminal.
+const OPEN_FLAGS: i32 = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
 
 /// A root that a file must stay beneath once symbolic links are resolved.
 #[derive(Debug, Clone)]
@@ -55,6 +59,41 @@ impl Confinement {
         h.max(1)
     }
 
+    /// Opens `path` for reading, guaranteed to lie beneath the root.
+    ///
+    /// On Linux 5.6 and later this is one `openat2(2)` call relative to the root with `RESOLVE_BENEATH` (and
+    /// `RESOLVE_NO_SYMLINKS` when links are refused): the kernel resolves and opens in one step, so a link
+    /// swapped in concurrently cannot lead outside. Where `openat2` is missing or filtered (`ENOSYS`, `EPERM`),
+    /// or `path` is not lexically beneath the configured root, or the path crosses an absolute symbolic link
+    /// (which `RESOLVE_BENEATH` always refuses, even when it points inside the root), it falls back to
+    /// [`check`](Self::check) and opening the canonical target.
+    ///
+    /// The file is opened non-blocking without a controlling terminal; the caller refuses anything that is not
+    /// a regular file.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check): `NotFound` for a missing file and for any escape; resource errors (`EMFILE`,
+    /// `ENFILE`, `ENOMEM`) unchanged, so that they can be answered with 503.
+    pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
+        #[cfg(target_os = "linux")]
+        if let Ok(below_root) = path.strip_prefix(&self.root) {
+            match openat2::open_beneath(&self.root, below_root, self.follow_symlinks) {
+                Ok(file) => return Ok(file),
+                Err(e) if openat2::is_unsupported(&e) => {}
+                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: let the
+                // canonical check decide those.
+                Err(e) if self.follow_symlinks && e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) => return Err(openat2::client_error(e)),
+            }
+        }
+        let target = self.check(path)?;
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_FLAGS & !libc::O_RDONLY & !libc::O_CLOEXEC)
+            .open(target)
+    }
+
     /// Returns the path to open: the canonical target of `path`, guaranteed (as of this call) to lie under
     /// the canonical root.
     ///
@@ -89,6 +128,93 @@ impl Confinement {
         } else {
             let below_root = path.strip_prefix(&self.root).map_err(|_| not_found())?;
             walk_without_symlinks(root, below_root)
+        }
+    }
+}
+
+/// `openat2(2)` with `RESOLVE_BENEATH`: resolution and open in one kernel call.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "openat2 has no wrapper in std or libc; it is called with libc::syscall"
+)]
+mod openat2 {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// `struct open_how` of `<linux/openat2.h>` (version 0, 24 bytes).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+
+    /// Opens `below_root` relative to the directory `root` without ever leaving it.
+    pub(super) fn open_beneath(
+        root: &Path,
+        below_root: &Path,
+        follow_symlinks: bool,
+    ) -> io::Result<File> {
+        // The root itself may be a link (a `current -> v2` deploy): it is followed here, once per open.
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(root)?;
+        let relative = if below_root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            below_root
+        };
+        let name = CString::new(relative.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        if !follow_symlinks {
+            resolve |= libc::RESOLVE_NO_SYMLINKS;
+        }
+        let how = OpenHow {
+            flags: super::OPEN_FLAGS as u64,
+            mode: 0,
+            resolve,
+        };
+        // SAFETY: `dir` is an open directory descriptor, `name` a NUL-terminated string, and `how` a valid
+        // `open_how` whose size is passed with it; all three outlive the call, which writes to none of them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd)
+            .map_err(|_| io::Error::other("openat2 returned an invalid descriptor"))?;
+        // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Whether the kernel (or a seccomp filter) does not offer `openat2`.
+    pub(super) fn is_unsupported(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::EPERM | libc::E2BIG)
+        )
+    }
+
+    /// What a failed open means to a client: escapes look like a missing file; resource errors stay.
+    pub(super) fn client_error(e: io::Error) -> io::Error {
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
+            _ => io::ErrorKind::NotFound.into(),
         }
     }
 }
@@ -365,5 +491,72 @@ mod tests {
             .check(&tree.base().join("no-root/f"))
             .expect_err("root is missing");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    fn read_opened(c: &Confinement, path: &Path) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        c.open(path)?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    #[test]
+    fn open_reads_files_and_in_root_links_beneath_the_root() {
+        let tree = Tree::new();
+        symlink(tree.root().join("sub/deep.txt"), tree.root().join("link")).expect("symlink");
+        let c = tree.confinement(true);
+        assert_eq!(
+            read_opened(&c, &tree.root().join("inside.txt")).expect("open"),
+            b"in"
+        );
+        assert_eq!(
+            read_opened(&c, &tree.root().join("link")).expect("open"),
+            b"deep"
+        );
+    }
+
+    #[test]
+    fn open_refuses_every_way_out_with_not_found() {
+        let tree = Tree::new();
+        symlink(tree.outside().join("secret"), tree.root().join("abs")).expect("symlink");
+        symlink("../outside/secret", tree.root().join("rel")).expect("symlink");
+        symlink(tree.outside(), tree.root().join("dir")).expect("symlink");
+        symlink(tree.root().join("inside.txt"), tree.root().join("inner")).expect("symlink");
+        let c = tree.confinement(true);
+        for path in [
+            tree.root().join("abs"),
+            tree.root().join("rel"),
+            tree.root().join("dir/secret"),
+            tree.root().join("../outside/secret"),
+            tree.root().join("missing"),
+        ] {
+            match read_opened(&c, &path) {
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound, "{}: {e}", path.display()),
+                Ok(bytes) => panic!(
+                    "{} opened: {:?}",
+                    path.display(),
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+        let strict = tree.confinement(false);
+        let e = read_opened(&strict, &tree.root().join("inner")).expect_err("links refused");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            read_opened(&strict, &tree.root().join("inside.txt")).expect("plain file"),
+            b"in"
+        );
+    }
+
+    #[test]
+    fn open_follows_a_symlinked_root() {
+        let tree = Tree::new();
+        let alias = tree.base().join("current");
+        symlink(tree.root(), &alias).expect("symlink");
+        let c = Confinement::new(alias.clone().into(), false);
+        assert_eq!(
+            read_opened(&c, &alias.join("sub/deep.txt")).expect("open"),
+            b"deep"
+        );
     }
 }

@@ -194,38 +194,41 @@ pub(crate) fn open_blocking(
     revalidate: Revalidate,
 ) -> Result<Arc<MmapFile>, MmapError> {
     let Some(confinement) = confinement else {
-        return cache.get_or_create_at(&path, &path, revalidate);
+        return cache.get_or_create_with(&path, revalidate);
     };
-    let target = match confinement.check(&path) {
-        Ok(target) => target,
-        Err(e) => {
+    let open_beneath = |cache: &MmapCache| -> Result<MmapFile, MmapError> {
+        let file = confinement
+            .open(&path)
+            .map_err(|e| MmapError::from_io(&path, e))?;
+        cache.map_open_file(&path, file)
+    };
+    let opened_here = std::cell::Cell::new(false);
+    let result = cache.get_or_open(&path, revalidate, |cache| {
+        opened_here.set(true);
+        open_beneath(cache)
+    });
+    let file = match result {
+        Ok(file) => file,
+        Err(err) => {
             // A file that moved out of reach must not keep being served from the cache.
             cache.remove(&path);
-            return Err(MmapError::from_io(&path, e));
+            return Err(err);
         }
     };
     let tag = confinement.tag();
-    let file = cache.get_or_create_at(&path, &target, revalidate)?;
-    if file.confined_to() == tag || is_same_file(&file, &target)? {
+    if opened_here.get() || file.confined_to() == tag {
         file.set_confined_to(tag);
         return Ok(file);
     }
-    // Mapped through another route: replace it with the checked target.
-    cache.remove(&path);
-    let file = cache.get_or_create_at(&path, &target, revalidate)?;
-    if is_same_file(&file, &target)? {
+    // Cached by another route (an unconfined resolver or handler sharing the cache): serve it only if it is
+    // the very file that opening beneath the root finds now.
+    let beneath = open_beneath(cache)?;
+    if beneath.identity() == file.identity() {
         file.set_confined_to(tag);
         Ok(file)
     } else {
-        // Still another file (a concurrent opener through the other route): serve the target uncached.
-        Ok(Arc::new(cache.open_uncached(&target)?))
+        Ok(Arc::new(beneath))
     }
-}
-
-/// Whether `file` is the file at `target` now (same device, inode, length and times).
-fn is_same_file(file: &MmapFile, target: &std::path::Path) -> Result<bool, MmapError> {
-    let metadata = std::fs::metadata(target).map_err(|e| MmapError::from_io(target, e))?;
-    Ok(crate::FileIdentity::from_metadata(&metadata) == *file.identity())
 }
 
 /// The answer for a file the cache produced (or failed to).
