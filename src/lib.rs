@@ -56,6 +56,14 @@
 
 mod cache;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    //! Not API: entry points for `fuzz/`.
+    pub use crate::fuzzing::*;
+}
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod http;
 mod integrations;
 mod mmap;
