@@ -206,12 +206,12 @@ impl MmapFile {
         self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
     }
 
-    /// Whether the file on disk still is the one mapped (an `fstat` of the kept descriptor; always true for
-    /// files read into memory, whose bytes are a private copy). Poisons the mapping when it is not.
+    /// Whether the mapped bytes are still the file's (one `stat` of the path; always true for files read into
+    /// memory, whose bytes are a private copy). Poisons the mapping when they are not.
     pub(crate) fn still_matches(&self) -> bool {
         self.mapping
             .as_ref()
-            .is_none_or(|m| !m.is_poisoned() && m.still_matches(&self.identity))
+            .is_none_or(|m| !m.is_poisoned() && m.still_matches(&self.path, &self.identity))
     }
 
     /// Which file this is: device, inode, length and timestamps when it was opened.
@@ -287,8 +287,6 @@ pub(crate) struct Mapping {
     #[cfg(target_os = "linux")]
     registration: Option<super::guard::Registration>,
     map: Mmap,
-    /// The descriptor the map was made from, kept to re-check the file's identity with `fstat`.
-    file: File,
     /// Set when a response found the file changed under the mapping.
     changed: AtomicBool,
 }
@@ -304,13 +302,19 @@ impl Mapping {
         self.changed.load(Ordering::Relaxed)
     }
 
-    /// Whether the file behind the mapping still has `identity` (one `fstat` of the kept descriptor); marks the
-    /// mapping poisoned when it does not.
-    pub(crate) fn still_matches(&self, identity: &FileIdentity) -> bool {
-        let same = self
-            .file
-            .metadata()
-            .is_ok_and(|m| identity.still_describes(&m));
+    /// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path` (no descriptor is
+    /// kept per mapping: a cache of thousands of files must not hold thousands of them). When `path` now names
+    /// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and its bytes
+    /// are intact; when it names the same inode with another length or times, it was rewritten in place or
+    /// truncated. Marks the mapping poisoned in that case.
+    pub(crate) fn still_matches(&self, path: &Path, identity: &FileIdentity) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let same = match std::fs::metadata(path) {
+            Ok(m) if (m.dev(), m.ino()) == (identity.dev(), identity.ino()) => {
+                identity.still_describes(&m)
+            }
+            _ => true,
+        };
         if !same {
             self.changed.store(true, Ordering::Relaxed);
         }
@@ -365,7 +369,6 @@ fn map(
         #[cfg(target_os = "linux")]
         registration,
         map,
-        file,
         changed: AtomicBool::new(false),
     });
     Ok((
