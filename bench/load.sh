@@ -3,7 +3,8 @@
 # ceiling), each server on one core and wrk on the other, seven workloads in alternating rounds. Writes the
 # medians and ratios to BENCHMARKS.md.
 #
-#   bench/load.sh                          # full run: 5 rounds x 3 s per workload per server (~10 minutes)
+#   bench/load.sh                          # full run: 5 rounds x 3 s per workload per server
+#                                          # (10 minutes on an idle machine, 14 with waits for quiet)
 #   DURATION=2 ROUNDS=1 bench/load.sh      # quick mode
 #
 # Environment (defaults in brackets):
@@ -16,6 +17,9 @@
 #   FIXTURES [a temp dir, removed at exit]  a fixture directory to create once and reuse (kept)
 #   OUT [BENCHMARKS.md in the repo]   where the report goes
 #   KEEP_TMP [0]     1 keeps the temp dir: wrk's output (wrk.log), raw results, server logs, nginx.conf
+#   FOREIGN_MAX [10] % of a core other processes may use during a run before it is repeated, RETRIES [2]
+#                    times at most, RETRY_BUDGET [20] repeats in all; QUIET_WAIT [30] s to wait for an idle
+#                    machine before each run
 #
 # Needs root (or wrk, nginx, python3 and curl already installed), Linux, taskset, and about 1.5 GiB of disk
 # (and, for the ceiling, 1.5 GiB of memory on top of the page cache).
