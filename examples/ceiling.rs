@@ -18,24 +18,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::error::Error;
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-
-const USAGE: &str = "usage: ceiling --root DIR [--listen ADDR] [--threads N]";
 
 /// The multipart boundary of every response. Fixed for speed; a yardstick can afford it (a real server
 /// must pick one that cannot occur in the body, or at least one nobody can predict).
@@ -51,91 +46,30 @@ const MULTIPART_TYPE: &str = concat!("multipart/byteranges; boundary=", boundary
 /// More ranges than this in one request get the whole file (RFC 9110 §14.2 lets a server ignore Range).
 const MAX_RANGES: usize = 64;
 
-#[derive(Debug)]
-struct Args {
-    root: PathBuf,
-    listen: SocketAddr,
-    threads: usize,
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut root = None;
-    let mut listen = SocketAddr::from(([127, 0, 0, 1], 8083));
-    let mut threads = 1;
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--root" => root = Some(PathBuf::from(value()?)),
-            "--listen" => listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
-            "--threads" => match value()?.parse() {
-                Ok(n) if n > 0 => threads = n,
-                _ => return Err("--threads takes a positive number".into()),
-            },
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    let root = root.ok_or_else(|| format!("--root is required\n{USAGE}"))?;
-    Ok(Args {
-        root,
-        listen,
-        threads,
-    })
-}
+#[path = "support/server.rs"]
+mod server;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    let args = server::args("ceiling", 8083, 1);
+    server::run(args.threads, run(args))
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let files = Arc::new(Files::load(&args.root)?);
+async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
+    let root = args.root.ok_or("--root is required")?;
+    let files = Arc::new(Files::load(&root)?);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!(
         "ceiling: serving {} files ({} MiB, in memory) from {} at http://{addr}/ ({} worker threads)",
         files.by_path.len(),
         files.total_len() >> 20,
-        args.root.display(),
+        root.display(),
         args.threads
     );
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors or similar: back off briefly instead of spinning.
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let files = Arc::clone(&files);
-        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            std::future::ready(Ok::<_, Infallible>(files.respond(&request)))
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            // Errors here are clients going away mid-response: nothing to do.
-            let _ = connection.await;
-        });
-    }
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        std::future::ready(Ok::<_, Infallible>(files.respond(&request)))
+    });
+    server::accept(listener, service).await
 }
 
 /// Every file under the root, keyed by its URL path (`/dir/name`).

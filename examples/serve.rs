@@ -16,65 +16,24 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use mmap_serve::{DirResolver, MmapCache, MmapServe};
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: serve [--root DIR] [--listen ADDR] [--threads N]";
-
-#[derive(Debug)]
-struct Args {
-    root: Option<PathBuf>,
-    listen: SocketAddr,
-    threads: usize,
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        root: None,
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--root" => parsed.root = Some(PathBuf::from(value()?)),
-            "--listen" => parsed.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
-            "--threads" => match value()?.parse() {
-                Ok(n) if n > 0 => parsed.threads = n,
-                _ => return Err("--threads takes a positive number".into()),
-            },
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(parsed)
-}
+#[path = "support/server.rs"]
+mod server;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+    let args = server::args(
+        "serve",
+        8080,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    server::run(args.threads, run(args))
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn Error>> {
+async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
     let root = match args.root {
         Some(root) => root,
         None => demo_dir()?,
@@ -88,56 +47,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         DirResolver::new(&root).index_file("index.html"),
         Arc::new(cache),
     );
-    serve(listener, TowerToHyperService::new(service)).await
-}
-
-/// Accepts connections until Ctrl-C, then drains them.
-async fn serve<S>(listener: TcpListener, service: S) -> Result<(), Box<dyn Error>>
-where
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<mmap_serve::MmapBody>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of descriptors or similar: back off briefly instead of spinning.
-                        eprintln!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    // Errors here are clients going away mid-response: nothing to do.
-                    let _ = connection.await;
-                });
-            }
-            _ = &mut ctrl_c => {
-                eprintln!("shutting down: waiting for open connections");
-                break;
-            }
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => eprintln!("gave up waiting for connections"),
-    }
-    Ok(())
+    server::accept(listener, TowerToHyperService::new(service)).await
 }
 
 /// A demo directory in the system temp dir, made once: a page, a text file, JSON and an 8 MiB binary.
