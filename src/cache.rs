@@ -192,7 +192,13 @@ impl MmapCache {
                 return Ok(cached);
             }
             match std::fs::metadata(path) {
-                Ok(m) if m.is_file() && FileIdentity::from_metadata(&m) == *cached.identity() => {
+                // A poisoned mapping (a fault it survived, such as an I/O error) is stale even when the file
+                // looks the same: it is never served again.
+                Ok(m)
+                    if m.is_file()
+                        && !cached.is_poisoned()
+                        && FileIdentity::from_metadata(&m) == *cached.identity() =>
+                {
                     cached.set_checked_at(clock());
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(cached);

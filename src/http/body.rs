@@ -32,11 +32,13 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// No frame is a copy: each is a reference-counted slice of the file's mapping (or of one framing buffer), and
 /// the size hint is always exact, so servers send `Content-Length` and no chunked encoding.
 ///
-/// A body that slices a mapping checks it as it goes: before each frame, that the mapping was not poisoned
-/// (the file truncated under it), and before the last frame of a body sent in several — such a body holds its
-/// last 4 KiB back for it — that the file on disk is still the one mapped. When a check fails the body ends with an
-/// error, so the server aborts the connection and the client sees fewer bytes than `Content-Length` promised
-/// instead of a complete response with wrong bytes.
+/// A body that slices a mapping checks it as it goes, best effort: before each frame, that the mapping was not
+/// poisoned (the file truncated under it), and before the last frame of a body longer than a chunk, that the
+/// file on disk is still the one mapped. Any such body longer than 4 KiB holds its last 4 KiB back for a frame
+/// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). When a check fails the body ends with an error, so the server
+/// aborts the connection and the client sees fewer bytes than `Content-Length` promised instead of a complete
+/// response with wrong bytes. (A server may poll the next frame before it has written the previous one, so a
+/// change in the last moments of a response can still go unseen.)
 ///
 /// # Examples
 ///
@@ -51,8 +53,8 @@ pub struct MmapBody {
     kind: Kind,
     chunk_size: usize,
     watch: Option<Watch>,
-    /// Whether a frame was handed out already.
-    started: bool,
+    /// Whether the body was longer than one chunk when it was made (then its identity is re-checked).
+    long: bool,
     failed: bool,
 }
 
@@ -85,7 +87,7 @@ impl MmapBody {
             kind: Kind::Slice(data),
             chunk_size: effective(chunk_size),
             watch: None,
-            started: false,
+            long: false,
             failed: false,
         }
     }
@@ -103,13 +105,14 @@ impl MmapBody {
             })),
             chunk_size: effective(chunk_size),
             watch: None,
-            started: false,
+            long: false,
             failed: false,
         }
     }
 
     /// Checks `watch` while sending (see the type's docs).
     pub(crate) fn watched(mut self, watch: Option<Watch>) -> Self {
+        self.long = self.remaining() > self.chunk_size as u64;
         self.watch = watch;
         self
     }
@@ -130,11 +133,10 @@ impl MmapBody {
             return self.next_frame().map(Ok);
         };
         let frame = self.next_frame()?;
-        // Only a body that has already handed frames out re-checks before its last one: a body sent as one
-        // frame was checked by the cache's revalidation when it was made, and a syscall per small response is
-        // what the hot path must not pay.
-        let recheck = self.remaining() == 0 && self.started && watch.recheck_identity;
-        self.started = true;
+        // The poison flag (one atomic load) is checked before every frame. The file's identity (one `stat`) is
+        // re-checked before the last frame of bodies longer than a chunk only: a syscall per small response is
+        // what the hot path must not pay, and those rely on the poison flag and the cache's revalidation.
+        let recheck = self.remaining() == 0 && self.long && watch.recheck_identity;
         if watch.file.is_poisoned() || (recheck && !watch.file.still_matches()) {
             self.failed = true;
             return Some(Err(io::Error::other(format!(
@@ -147,18 +149,22 @@ impl MmapBody {
 
     fn next_frame(&mut self) -> Option<Bytes> {
         let chunk_size = self.chunk_size;
-        let held_back = if self.watch.is_some() { FINAL_PIECE } else { 0 };
+        // `chunk_size(0)` asks for one frame per slice: nothing is held back then.
+        let held_back = if self.watch.is_some() && chunk_size != usize::MAX {
+            FINAL_PIECE
+        } else {
+            0
+        };
         match &mut self.kind {
             Kind::Slice(data) => {
-                // A body longer than one chunk keeps its last `held_back` bytes for a frame of their own
-                // (with chunks no larger than that, the last chunk already is small).
+                // A watched body longer than `held_back` keeps its last `held_back` bytes for a frame of
+                // their own, sent only after the checks in `poll_next` — even a body that fits one chunk.
                 let len = data.len();
-                let limit =
-                    if len > chunk_size && chunk_size > held_back && len - chunk_size < held_back {
-                        len - held_back
-                    } else {
-                        chunk_size
-                    };
+                let limit = if len > held_back && len.saturating_sub(chunk_size) < held_back {
+                    len - held_back
+                } else {
+                    chunk_size
+                };
                 take_chunk(data, limit)
             }
             Kind::Multipart(state) => loop {

@@ -135,11 +135,8 @@ fn multi(
     let layout = Multipart::new(parts, len, ct, boundary);
     let content_type = layout.content_type();
     let content_length = HeaderValue::from(layout.content_length());
-    let mut response = sized(MmapBody::multipart(
-        layout,
-        rep.data.clone(),
-        limits.chunk_size,
-    ));
+    let body = MmapBody::multipart(layout, rep.data.clone(), limits.chunk_size);
+    let mut response = sized(body.watched(rep.watch.clone()));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);

@@ -68,11 +68,16 @@ async fn frames_of_a_206_are_slices_of_the_mapping_at_the_range() {
     assert_eq!(head.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(hint, Some(100_000));
     let base = mapping(&serve, &fx, "big.bin");
-    assert_eq!(frames.len(), 100);
-    for (i, frame) in frames.iter().enumerate() {
-        let start = 5000 + 1000 * i as u64;
-        assert_eq!(offset_in(&base, frame), Some(start..start + 1000));
+    // Contiguous slices of the mapping, at most 1000 bytes each, the last 4 KiB of the body in frames of
+    // their own (held back for the final checks).
+    let mut next = 5000;
+    for frame in &frames {
+        let at = offset_in(&base, frame).expect("a slice of the mapping");
+        assert_eq!(at.start, next);
+        assert!(frame.len() <= 1000);
+        next = at.end;
     }
+    assert_eq!(next, 105_000);
 }
 
 #[tokio::test]
@@ -201,4 +206,62 @@ async fn head_and_304_bodies_are_empty_at_once() {
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert!(not_modified.body().is_end_stream());
     assert_eq!(not_modified.body().size_hint().exact(), Some(0));
+}
+
+/// Takes the first frame of a `GET /big.bin` with `range`, truncates the file, then drains the rest:
+/// returns whether the body ended with an error (it must), and the bytes received after the first frame.
+#[cfg(target_os = "linux")]
+async fn truncate_after_first_frame(
+    serve: MmapServe<mmap_serve::DirResolver>,
+    path: &std::path::Path,
+    range: &str,
+) -> bool {
+    let mut request = get("/big.bin", &[]);
+    if !range.is_empty() {
+        request
+            .headers_mut()
+            .insert("range", range.parse().expect("header"));
+    }
+    let response = serve.oneshot(request).await.expect("infallible");
+    assert!(response.status().is_success());
+    let mut body = response.into_body();
+    let first = body
+        .frame()
+        .await
+        .expect("a first frame")
+        .expect("no error yet");
+    let first = first.into_data().expect("data");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    // Read the frame's bytes in user space, as a TLS layer would: past the new end that is a SIGBUS, which
+    // the guard turns into zero pages and a poisoned mapping.
+    std::hint::black_box(first.iter().map(|b| u64::from(*b)).sum::<u64>());
+    loop {
+        match body.frame().await {
+            None => return false,
+            Some(Err(_)) => return true,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_multipart_body_fails_when_the_file_is_truncated_under_it() {
+    let fx = Fixture::new();
+    let path = fx.file("big.bin", 4 << 20);
+    let serve = fx.serve().chunk_size(4096);
+    assert!(truncate_after_first_frame(serve, &path, "bytes=0-99,2000000-3999999").await);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_body_that_fits_one_chunk_still_holds_its_end_back_and_fails_on_truncation() {
+    let fx = Fixture::new();
+    let path = fx.file("big.bin", 512 << 10);
+    assert!(truncate_after_first_frame(fx.serve(), &path, "").await);
 }
