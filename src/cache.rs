@@ -221,12 +221,29 @@ impl MmapCache {
     /// This is the non-blocking fast path for async callers: on `None`, fall back to
     /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A hit is counted in the stats.
     pub fn get_if_fresh(&self, path: &Path, revalidate: Revalidate) -> Option<Arc<MmapFile>> {
+        self.get_if_fresh_where(path, revalidate, |_| true)
+    }
+
+    /// As [`get_if_fresh`](Self::get_if_fresh), for an entry that also satisfies `accept`; a refused entry is
+    /// not counted as a hit.
+    pub(crate) fn get_if_fresh_where(
+        &self,
+        path: &Path,
+        revalidate: Revalidate,
+        accept: impl FnOnce(&MmapFile) -> bool,
+    ) -> Option<Arc<MmapFile>> {
         let file = self.files.get(path)?;
-        if is_due(&file, revalidate) {
+        if is_due(&file, revalidate) || !accept(&file) {
             return None;
         }
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         Some(file)
+    }
+
+    /// Caches `file` under `key`, replacing whatever was there.
+    pub(crate) fn replace(&self, key: &Path, file: Arc<MmapFile>) {
+        file.set_checked_at(clock());
+        self.files.insert(key.to_path_buf(), file);
     }
 
     /// Drops the cached mapping of `path`, if any; returns whether there was one.

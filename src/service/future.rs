@@ -139,14 +139,11 @@ impl<R: Resolve> Future for Serving<R> {
                     let policy = policy_for(&file, this.cache);
                     let parts = this.parts.as_ref().expect("parts are taken once");
                     // The hot path: a mapping that needs no check is answered without a syscall.
-                    let fresh = this
-                        .cache
-                        .get_if_fresh(&file.path, policy)
-                        .filter(|mapped| {
-                            // A confined file must have been verified beneath this very root.
-                            file.confinement()
-                                .is_none_or(|c| mapped.confined_to() == c.tag())
-                        });
+                    // A confined file must have been verified beneath this very root.
+                    let fresh = this.cache.get_if_fresh_where(&file.path, policy, |mapped| {
+                        file.confinement()
+                            .is_none_or(|c| mapped.confined_to() == c.tag())
+                    });
                     if let Some(mapped) = fresh {
                         this.state.set(State::Done);
                         return Poll::Ready(Outcome::Response(render(

@@ -227,7 +227,11 @@ pub(crate) fn open_blocking(
         file.set_confined_to(tag);
         Ok(file)
     } else {
-        Ok(Arc::new(beneath))
+        // Replace it, so that the next confined request is a plain hit.
+        let beneath = Arc::new(beneath);
+        beneath.set_confined_to(tag);
+        cache.replace(&path, Arc::clone(&beneath));
+        Ok(beneath)
     }
 }
 

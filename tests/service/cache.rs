@@ -160,3 +160,25 @@ async fn a_shared_cache_does_not_bypass_confinement() {
     );
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_shared_entry_is_verified_once_for_a_confined_resolver_and_counted_once() {
+    let fx = Fixture::new();
+    let file = fx.file("shared.bin", 200_000);
+    let cache = Arc::new(MmapCache::default());
+    let handler = MmapServe::with_cache(
+        move |_: &http::request::Parts| {
+            std::future::ready(Resolution::file(ResolvedFile::new(file.clone())))
+        },
+        Arc::clone(&cache),
+    );
+    assert_eq!(send(handler, get("/x", &[])).await.0, StatusCode::OK);
+    let confined = MmapServe::with_cache(DirResolver::new(fx.root()), Arc::clone(&cache));
+    for expected_hits in [1, 2, 3] {
+        let (status, _, body) = send(confined.clone(), get("/shared.bin", &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body == pattern(0..200_000));
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.hits), (1, expected_hits), "{stats:?}");
+    }
+}
