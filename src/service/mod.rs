@@ -207,14 +207,9 @@ pub(crate) fn open_blocking(
         opened_here.set(true);
         open_beneath(cache)
     });
-    let file = match result {
-        Ok(file) => file,
-        Err(err) => {
-            // A file that moved out of reach must not keep being served from the cache.
-            cache.remove(&path);
-            return Err(err);
-        }
-    };
+    // On an error nothing stale stays behind: revalidation already removed a changed entry, and a failed open
+    // inserted none (removing the key here could only drop an entry another request just cached).
+    let file = result?;
     let tag = confinement.tag();
     if opened_here.get() || file.confined_to() == tag {
         file.set_confined_to(tag);
