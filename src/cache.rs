@@ -158,7 +158,9 @@ impl MmapCache {
         path: &Path,
         revalidate: Revalidate,
     ) -> Result<Arc<MmapFile>, MmapError> {
-        self.get_or_open(path, revalidate, |cache| cache.open_uncached(path))
+        self.get_or_open(path, revalidate, |cache| {
+            cache.open_uncached(path, revalidate)
+        })
     }
 
     /// The file cached under `key`, made by `open` on a miss (a confined resolver opens it beneath its root);
@@ -193,11 +195,13 @@ impl MmapCache {
             }
             match std::fs::metadata(path) {
                 // A poisoned mapping (a fault it survived, such as an I/O error) is stale even when the file
-                // looks the same: it is never served again.
+                // looks the same: it is never served again. So is the mapping of a file that may change once
+                // the SIGBUS guard is gone (another library replaced it): re-opened, it is read on demand.
                 Ok(m)
                     if m.is_file()
                         && !cached.is_poisoned()
-                        && FileIdentity::from_metadata(&m) == *cached.identity() =>
+                        && FileIdentity::from_metadata(&m) == *cached.identity()
+                        && still_safe(&cached, revalidate) =>
                 {
                     cached.set_checked_at(clock());
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -285,26 +289,35 @@ impl MmapCache {
         }
     }
 
-    /// Opens `path` with this cache's settings without caching it.
-    pub(crate) fn open_uncached(&self, path: &Path) -> Result<MmapFile, MmapError> {
+    /// Opens `path` with this cache's settings without caching it; a file never revalidated is immutable
+    /// (mapped even when the SIGBUS guard cannot protect the mapping).
+    pub(crate) fn open_uncached(
+        &self,
+        path: &Path,
+        revalidate: Revalidate,
+    ) -> Result<MmapFile, MmapError> {
         MmapFile::open(
             path,
             self.settings.config,
             self.settings.small_file_threshold,
+            revalidate == Revalidate::Never,
         )
     }
 
-    /// Maps (or reads) an open `file` as `path` with this cache's settings, without caching it.
+    /// Maps (or reads) an open `file` as `path` with this cache's settings, without caching it; immutable as
+    /// in [`open_uncached`](Self::open_uncached).
     pub(crate) fn map_open_file(
         &self,
         path: &Path,
         file: std::fs::File,
+        revalidate: Revalidate,
     ) -> Result<MmapFile, MmapError> {
         MmapFile::from_file(
             path,
             file,
             self.settings.config,
             self.settings.small_file_threshold,
+            revalidate == Revalidate::Never,
         )
     }
 
@@ -408,6 +421,12 @@ impl MmapCacheBuilder {
             counters,
         }
     }
+}
+
+/// Whether `cached` may keep being served as it is under `revalidate`: a mapping of a file that may change
+/// needs the SIGBUS guard (one `sigaction` call, made only when a revalidation is due anyway).
+fn still_safe(cached: &MmapFile, revalidate: Revalidate) -> bool {
+    !cached.is_mapped() || revalidate == Revalidate::Never || crate::mmap::file::protection_active()
 }
 
 fn default_shards() -> usize {

@@ -35,8 +35,13 @@
 //!   read, with a process-wide SIGBUS handler that acts only on faults inside registered mappings: it replaces
 //!   the missing pages with zero pages and marks the mapping poisoned, and the read goes on. Every other SIGBUS
 //!   goes to the handler that was there before (or kills the process, as it would have), so real bugs still
-//!   crash. [`sigbus_protection_active`] says whether the handler is installed and still the active one;
-//!   when it is not (another library replaced it), the crate logs it once.
+//!   crash. [`sigbus_protection_active`] says whether the handler is installed and still the active one.
+//!   When it is not (`sigaction` refused it, another library replaced it, or more than 8,192 mappings are
+//!   live at once), the crate logs it once and stops mapping files that may change: it keeps them open and
+//!   reads each frame with `pread` on a blocking thread ([`MmapFile::reads_on_demand`]), where a truncation
+//!   only shortens the read. Mappings made before protection was lost are replaced at their next
+//!   revalidation. Immutable files (a resolver's [`ResolvedFile::immutable`], or a cache that never
+//!   revalidates) are still mapped: they are never truncated.
 //! - **No response completes with wrong bytes.** A body checks the poison flag before every frame, and holds
 //!   its last 4 KiB back until it has re-checked (one `fstat`) that the file is still the one it mapped: same
 //!   inode, length and modification time. On any mismatch the body ends with an error, the server aborts the

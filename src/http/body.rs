@@ -1,18 +1,26 @@
 //! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping.
 
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
 
-use super::multipart::Multipart;
+use super::multipart::{Multipart, Piece};
 use crate::MmapFile;
+use crate::mmap::file::Content;
+use crate::mmap::pread::PreadFile;
 
 /// How many bytes a watched body holds back for its last frame, sent only once the file has been re-checked.
 const FINAL_PIECE: usize = 4096;
+
+/// The largest frame read with `pread` (files that cannot be mapped safely): each such frame is a buffer of
+/// its own, so this bounds the memory a slow client can pin.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// What a body serving a mapped file checks so that it never completes with wrong bytes.
 #[derive(Debug, Clone)]
@@ -30,15 +38,19 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// framing between them, yielded as [`Bytes`] frames of at most a chunk size each.
 ///
 /// No frame is a copy: each is a reference-counted slice of the file's mapping (or of one framing buffer), and
-/// the size hint is always exact, so servers send `Content-Length` and no chunked encoding.
+/// the size hint is always exact, so servers send `Content-Length` and no chunked encoding. (The exception is
+/// a file that may change while the SIGBUS guard cannot protect a mapping of it: that file is read with `pread`
+/// on a blocking thread, a frame of at most 256 KiB at a time.)
 ///
 /// A body that slices a mapping checks it as it goes, best effort: before each frame, that the mapping was not
 /// poisoned (the file truncated under it), and before the last frame of a body longer than a chunk, that the
 /// file on disk is still the one mapped. Any such body longer than 4 KiB holds its last 4 KiB back for a frame
-/// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). When a check fails the body ends with an error, so the server
-/// aborts the connection and the client sees fewer bytes than `Content-Length` promised instead of a complete
-/// response with wrong bytes. (A server may poll the next frame before it has written the previous one, so a
-/// change in the last moments of a response can still go unseen.)
+/// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). A body read
+/// with `pread` fails on a short read and re-checks the open file before its last frame, whatever its length.
+/// When a check fails the body ends with an error, so the server aborts the connection and the client sees
+/// fewer bytes than `Content-Length` promised instead of a complete response with wrong bytes. (A server may
+/// poll the next frame before it has written the previous one, so a change in the last moments of a response
+/// can still go unseen.)
 ///
 /// # Examples
 ///
@@ -56,12 +68,14 @@ pub struct MmapBody {
     /// Whether the body was longer than one chunk when it was made (then its identity is re-checked).
     long: bool,
     failed: bool,
+    /// A `pread` on a blocking thread, and how many bytes it brings.
+    reading: Option<(JoinHandle<io::Result<Bytes>>, u64)>,
 }
 
 #[derive(Debug)]
 enum Kind {
-    /// What is left of one contiguous slice.
-    Slice(Bytes),
+    /// What is left of one contiguous run of bytes.
+    Single(Segment),
     /// A multipart/byteranges body: the piece being sent and the index of the next one.
     Multipart(Box<MultipartState>),
 }
@@ -69,10 +83,57 @@ enum Kind {
 #[derive(Debug)]
 struct MultipartState {
     layout: Multipart,
-    file: Bytes,
-    current: Bytes,
+    content: Content,
+    current: Segment,
     next_piece: usize,
     remaining: u64,
+}
+
+/// A run of bytes still to send.
+#[derive(Debug, Clone)]
+pub(crate) enum Segment {
+    /// In memory: a slice of a mapping or of a buffer.
+    Memory(Bytes),
+    /// To be read from a file, this range of it.
+    Read(Arc<PreadFile>, Range<u64>),
+}
+
+impl Segment {
+    /// `range` of `content`; `None` when `range` does not lie inside it.
+    pub(crate) fn of(content: &Content, range: Range<u64>) -> Option<Self> {
+        if range.start > range.end || range.end > content.len() {
+            return None;
+        }
+        Some(match content {
+            // Inside the content, whose length came from a usize.
+            Content::Memory(data) => {
+                Self::Memory(data.slice(range.start as usize..range.end as usize))
+            }
+            Content::Pread(file) => Self::Read(Arc::clone(file), range),
+        })
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Self::Memory(data) => data.len() as u64,
+            Self::Read(_, range) => range.end - range.start,
+        }
+    }
+
+    /// Splits off the next frame, of at most `limit` bytes, or `None` when the segment is used up.
+    fn take(&mut self, limit: usize) -> Option<Self> {
+        match self {
+            Self::Memory(data) => take_chunk(data, limit).map(Self::Memory),
+            Self::Read(file, range) => {
+                let len = (range.end - range.start).min(limit.min(READ_CHUNK) as u64);
+                (len > 0).then(|| {
+                    let frame = range.start..range.start + len;
+                    range.start += len;
+                    Self::Read(Arc::clone(file), frame)
+                })
+            }
+        }
+    }
 }
 
 impl MmapBody {
@@ -81,32 +142,37 @@ impl MmapBody {
         Self::from(Bytes::new())
     }
 
-    /// One slice, sent in frames of at most `chunk_size` bytes (0 means one frame).
-    pub(crate) fn slice(data: Bytes, chunk_size: usize) -> Self {
-        Self {
-            kind: Kind::Slice(data),
-            chunk_size: effective(chunk_size),
-            watch: None,
-            long: false,
-            failed: false,
-        }
+    /// One run of bytes, sent in frames of at most `chunk_size` bytes (0 means one frame).
+    pub(crate) fn single(segment: Segment, chunk_size: usize) -> Self {
+        Self::with_kind(Kind::Single(segment), chunk_size)
     }
 
-    /// The multipart body laid out by `layout` over the whole representation `file`.
-    pub(crate) fn multipart(layout: Multipart, file: Bytes, chunk_size: usize) -> Self {
+    /// One slice, sent in frames of at most `chunk_size` bytes (0 means one frame).
+    pub(crate) fn slice(data: Bytes, chunk_size: usize) -> Self {
+        Self::single(Segment::Memory(data), chunk_size)
+    }
+
+    /// The multipart body laid out by `layout` over the whole representation `content`.
+    pub(crate) fn multipart(layout: Multipart, content: Content, chunk_size: usize) -> Self {
         let remaining = layout.content_length();
+        let state = MultipartState {
+            layout,
+            content,
+            current: Segment::Memory(Bytes::new()),
+            next_piece: 0,
+            remaining,
+        };
+        Self::with_kind(Kind::Multipart(Box::new(state)), chunk_size)
+    }
+
+    fn with_kind(kind: Kind, chunk_size: usize) -> Self {
         Self {
-            kind: Kind::Multipart(Box::new(MultipartState {
-                layout,
-                file,
-                current: Bytes::new(),
-                next_piece: 0,
-                remaining,
-            })),
+            kind,
             chunk_size: effective(chunk_size),
             watch: None,
             long: false,
             failed: false,
+            reading: None,
         }
     }
 
@@ -118,61 +184,110 @@ impl MmapBody {
     }
 
     fn remaining(&self) -> u64 {
-        match &self.kind {
-            Kind::Slice(data) => data.len() as u64,
+        let planned = match &self.kind {
+            Kind::Single(segment) => segment.len(),
             Kind::Multipart(state) => state.remaining,
-        }
-    }
-
-    /// The next frame, checked against the watch; an error ends the body.
-    fn poll_next(&mut self) -> Option<io::Result<Bytes>> {
-        if self.failed {
-            return None;
-        }
-        let Some(watch) = self.watch.clone() else {
-            return self.next_frame().map(Ok);
         };
-        let frame = self.next_frame()?;
-        // The poison flag (one atomic load) is checked before every frame. The file's identity (one `stat`) is
-        // re-checked before the last frame of bodies longer than a chunk only: a syscall per small response is
-        // what the hot path must not pay, and those rely on the poison flag and the cache's revalidation.
-        let recheck = self.remaining() == 0 && self.long && watch.recheck_identity;
-        if watch.file.is_poisoned() || (recheck && !watch.file.still_matches()) {
-            self.failed = true;
-            return Some(Err(io::Error::other(format!(
-                "{} changed while being served",
-                watch.file.path().display()
-            ))));
-        }
-        Some(Ok(frame))
+        planned + self.reading.as_ref().map_or(0, |(_, len)| *len)
     }
 
-    fn next_frame(&mut self) -> Option<Bytes> {
+    /// The next frame, read when it must be and checked against the watch; an error ends the body.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let frame = match self.reading.as_mut() {
+            Some((read, _)) => {
+                let done = ready!(Pin::new(read).poll(cx));
+                self.reading = None;
+                done.unwrap_or_else(|join| Err(io::Error::other(join.to_string())))
+            }
+            None => match self.next_frame() {
+                None => return Poll::Ready(None),
+                Some(Segment::Memory(frame)) => Ok(frame),
+                Some(Segment::Read(file, range)) => {
+                    let len = range.end - range.start;
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => {
+                            let read = runtime.spawn_blocking(move || file.read(range));
+                            self.reading = Some((read, len));
+                            return self.poll_next(cx);
+                        }
+                        // Outside a Tokio runtime there is no blocking pool to hand the read to.
+                        Err(_) => file.read(range),
+                    }
+                }
+            },
+        };
+        Poll::Ready(Some(self.checked(frame)))
+    }
+
+    /// `frame` if it may be sent: it was read whole, and the watch finds the file intact.
+    fn checked(&mut self, frame: io::Result<Bytes>) -> io::Result<Bytes> {
+        let result = frame.and_then(|frame| match &self.watch {
+            None => Ok(frame),
+            Some(watch) => {
+                // The poison flag (one atomic load) is checked before every frame. The file's identity (one
+                // `stat`, or `fstat` for a file read with pread) is re-checked before the last frame of bodies
+                // longer than a chunk and of every body read with pread: a syscall per small mapped response is
+                // what the hot path must not pay, and those rely on the poison flag and the cache's revalidation.
+                let last = self.remaining() == 0;
+                let recheck =
+                    last && watch.recheck_identity && (self.long || watch.file.reads_on_demand());
+                if watch.file.is_poisoned() || (recheck && !watch.file.still_matches()) {
+                    Err(io::Error::other("the file changed"))
+                } else {
+                    Ok(frame)
+                }
+            }
+        });
+        result.map_err(|e| {
+            self.failed = true;
+            match &self.watch {
+                Some(watch) => io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} changed while being served: {e}",
+                        watch.file.path().display()
+                    ),
+                ),
+                None => e,
+            }
+        })
+    }
+
+    /// Splits off the next frame to send: bytes, or a range to read.
+    fn next_frame(&mut self) -> Option<Segment> {
         let chunk_size = self.chunk_size;
         // `chunk_size(0)` asks for one frame per slice: nothing is held back then.
         let held_back = if self.watch.is_some() && chunk_size != usize::MAX {
-            FINAL_PIECE
+            FINAL_PIECE as u64
         } else {
             0
         };
         match &mut self.kind {
-            Kind::Slice(data) => {
+            Kind::Single(segment) => {
                 // A watched body longer than `held_back` keeps its last `held_back` bytes for a frame of
-                // their own, sent only after the checks in `poll_next` — even a body that fits one chunk.
-                let len = data.len();
-                let limit = if len > held_back && len.saturating_sub(chunk_size) < held_back {
-                    len - held_back
+                // their own, sent only after the checks in `checked` — even a body that fits one chunk.
+                let len = segment.len();
+                let limit = if len > held_back && len.saturating_sub(chunk_size as u64) < held_back
+                {
+                    // Less than a chunk: `len - held_back < chunk_size`.
+                    (len - held_back) as usize
                 } else {
                     chunk_size
                 };
-                take_chunk(data, limit)
+                segment.take(limit)
             }
             Kind::Multipart(state) => loop {
-                if let Some(frame) = take_chunk(&mut state.current, chunk_size) {
-                    state.remaining -= frame.len() as u64;
+                if let Some(frame) = state.current.take(chunk_size) {
+                    state.remaining -= frame.len();
                     return Some(frame);
                 }
-                state.current = state.layout.piece(state.next_piece, &state.file)?;
+                state.current = match state.layout.piece_at(state.next_piece)? {
+                    Piece::Framing(bytes) => Segment::Memory(bytes),
+                    Piece::Data(range) => Segment::of(&state.content, range)?,
+                };
                 state.next_piece += 1;
             },
         }
@@ -216,9 +331,11 @@ impl Body for MmapBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        Poll::Ready(self.get_mut().poll_next().map(|r| r.map(Frame::data)))
+        self.get_mut()
+            .poll_next(cx)
+            .map(|next| next.map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -239,6 +356,9 @@ mod tests {
         let hint = body.size_hint().exact().expect("exact");
         let mut frames = Vec::new();
         while let Some(frame) = body.next_frame() {
+            let Segment::Memory(frame) = frame else {
+                panic!("a body of bytes in memory reads nothing")
+            };
             assert!(!frame.is_empty());
             frames.push(frame);
             assert_eq!(
@@ -280,9 +400,128 @@ mod tests {
         let expected: Vec<u8> = (0..layout.piece_count())
             .flat_map(|i| layout.piece(i, &file).expect("piece").to_vec())
             .collect();
-        let (frames, hint) = drain(MmapBody::multipart(layout, file, 4096));
+        let (frames, hint) = drain(MmapBody::multipart(layout, Content::Memory(file), 4096));
         assert_eq!(hint, expected.len() as u64);
         assert!(frames.iter().all(|f| f.len() <= 4096));
         assert_eq!(frames.concat(), expected);
+    }
+
+    /// A file of `len` pattern bytes, opened for reading on demand.
+    fn pread_file(len: usize) -> (tempfile::TempDir, std::path::PathBuf, Content) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, pattern(len)).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        (
+            dir,
+            path,
+            Content::Pread(Arc::new(PreadFile::new(file, len as u64))),
+        )
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Polls `body` to its end outside any runtime (reads run inline): the frames, and the error if it ended
+    /// with one. `meddle` runs once, after the first frame.
+    fn poll_all(mut body: MmapBody, meddle: impl FnOnce()) -> (Vec<Bytes>, Option<io::Error>) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut meddle = Some(meddle);
+        let mut frames = Vec::new();
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    frames.push(frame.into_data().expect("data"));
+                    if let Some(meddle) = meddle.take() {
+                        meddle();
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready(), "ended");
+                    return (frames, Some(e));
+                }
+                Poll::Ready(None) => return (frames, None),
+                Poll::Pending => panic!("nothing to wait for outside a runtime"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_read_on_demand_is_sent_in_bounded_frames_of_its_bytes() {
+        let len = 1_000_000;
+        let (_d, _p, content) = pread_file(len);
+        let segment = Segment::of(&content, 1000..len as u64).expect("inside");
+        let body = MmapBody::single(segment, 0);
+        assert_eq!(body.size_hint().exact(), Some(len as u64 - 1000));
+        let (frames, error) = poll_all(body, || {});
+        assert!(error.is_none(), "{error:?}");
+        assert!(
+            frames.iter().all(|f| f.len() <= READ_CHUNK),
+            "chunk size 0 still reads in bounded frames"
+        );
+        assert_eq!(frames.concat(), pattern(len)[1000..]);
+        assert!(Segment::of(&content, 0..len as u64 + 1).is_none());
+    }
+
+    #[test]
+    fn a_file_read_on_demand_that_shrinks_ends_the_body_with_an_error() {
+        let len = 2_000_000;
+        let (_d, path, content) = pread_file(len);
+        let body = MmapBody::single(
+            Segment::of(&content, 0..len as u64).expect("inside"),
+            1 << 20,
+        );
+        let (frames, error) = poll_all(body, || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_len(300_000)
+                .expect("truncate");
+        });
+        let error = error.expect("a short read is an error");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        let sent: usize = frames.iter().map(Bytes::len).sum();
+        assert!(sent < len, "{sent}");
+        assert_eq!(
+            frames.concat(),
+            pattern(len)[..sent],
+            "every byte sent is the file's"
+        );
+    }
+
+    #[test]
+    fn a_multipart_body_over_a_file_read_on_demand_equals_the_one_over_memory() {
+        let len = 700_000;
+        let (_d, _p, content) = pread_file(len);
+        let memory = Bytes::from(pattern(len));
+        let parts = [0..10, 300_000..650_000, 699_990..700_000];
+        let layout = Multipart::new(&parts, len as u64, b"application/x-test", Boundary::new());
+        let (from_memory, _) = drain(MmapBody::multipart(
+            layout.clone(),
+            Content::Memory(memory),
+            4096,
+        ));
+        let (read, error) = poll_all(MmapBody::multipart(layout, content, 4096), || {});
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(read.concat(), from_memory.concat());
+    }
+
+    #[tokio::test]
+    async fn on_a_runtime_reads_run_on_the_blocking_pool_and_the_hint_stays_exact() {
+        use http_body_util::BodyExt;
+        let len = 600_000;
+        let (_d, _p, content) = pread_file(len);
+        let mut body = MmapBody::single(
+            Segment::of(&content, 0..len as u64).expect("inside"),
+            1 << 20,
+        );
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.expect("read").into_data().expect("data"));
+            assert_eq!(body.size_hint().exact(), Some((len - got.len()) as u64));
+        }
+        assert_eq!(got, pattern(len));
     }
 }

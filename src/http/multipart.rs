@@ -167,13 +167,24 @@ impl Multipart {
     ///
     /// Also returns `None` for a data piece that `file` is too short to hold (a caller passing another
     /// representation than the one planned), rather than panicking.
+    #[cfg(test)]
     pub(crate) fn piece(&self, index: usize, file: &Bytes) -> Option<Bytes> {
+        match self.piece_at(index)? {
+            Piece::Framing(framing) => Some(framing),
+            Piece::Data(data) => {
+                let start = usize::try_from(data.start).ok()?;
+                let end = usize::try_from(data.end).ok()?;
+                (end <= file.len()).then(|| file.slice(start..end))
+            }
+        }
+    }
+
+    /// Piece `index`: a slice of the framing buffer, or the range of the representation a part carries
+    /// (non-empty, inside the planned length). Returns None past the end.
+    pub(crate) fn piece_at(&self, index: usize) -> Option<Piece> {
         let part = index / 2;
         if index % 2 == 1 {
-            let data = &self.parts.get(part)?.data;
-            let start = usize::try_from(data.start).ok()?;
-            let end = usize::try_from(data.end).ok()?;
-            return (start <= end && end <= file.len()).then(|| file.slice(start..end));
+            return Some(Piece::Data(self.parts.get(part)?.data.clone()));
         }
         let start = match part.checked_sub(1) {
             Some(previous) => self.parts.get(previous)?.header_end,
@@ -184,8 +195,17 @@ impl Multipart {
             None if part == self.parts.len() => self.framing.len(),
             None => return None,
         };
-        Some(self.framing.slice(start..end))
+        Some(Piece::Framing(self.framing.slice(start..end)))
     }
+}
+
+/// One piece of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// Delimiter and part headers (or the close delimiter): bytes of the framing buffer.
+    Framing(Bytes),
+    /// A part's data: a range of the representation.
+    Data(Range<u64>),
 }
 
 /// Exact body length of `Multipart::new(parts, len, content_type, b)` for any boundary of the same length,

@@ -7,22 +7,23 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::body::{MmapBody, Watch};
+use super::body::{MmapBody, Segment, Watch};
 use super::multipart::{Boundary, Multipart, multipart_length};
 use super::preconditions::{Precondition, Validators, evaluate_preconditions};
 use super::range::{RangePlan, content_range, plan_ranges, unsatisfied_content_range};
+use crate::mmap::file::Content;
 
 /// What is being served: the whole representation and its metadata.
 #[derive(Debug, Clone)]
 pub(crate) struct Representation<'a> {
-    /// Every byte of the file (a zero-copy view of the mapping).
-    pub(crate) data: &'a Bytes,
+    /// Every byte of the file (a zero-copy view of the mapping, or the file to read them from).
+    pub(crate) content: &'a Content,
     pub(crate) content_type: HeaderValue,
     pub(crate) etag: HeaderValue,
     pub(crate) last_modified: HeaderValue,
     /// `last_modified` as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
-    /// `data.len()` as a header value, formatted once per file.
+    /// `content.len()` as a header value, formatted once per file.
     pub(crate) content_length: HeaderValue,
     pub(crate) cache_control: Option<HeaderValue>,
     /// What the body checks while it sends mapped bytes (None for bytes on the heap).
@@ -64,7 +65,7 @@ pub(crate) fn respond(
         Precondition::NotModified => return not_modified(rep),
         Precondition::Proceed { range_applies } => range_applies,
     };
-    let len = rep.data.len() as u64;
+    let len = rep.content.len();
     // RFC 9110 §14.2: GET is the only method range handling is defined for; HEAD gets the 200 headers.
     // Range is a singleton field: two field lines combine into an invalid ranges-specifier, which is ignored.
     let mut lines = headers.get_all(header::RANGE).iter();
@@ -88,8 +89,7 @@ pub(crate) fn respond(
 }
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
-    let mut response =
-        sized(MmapBody::slice(rep.data.clone(), limits.chunk_size).watched(rep.watch.clone()));
+    let mut response = sized(body(rep, 0..rep.content.len(), limits));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
     h.insert(header::CONTENT_LENGTH, rep.content_length.clone());
@@ -103,10 +103,8 @@ fn single(
     part: std::ops::Range<u64>,
     limits: Limits,
 ) -> Response<MmapBody> {
-    let len = rep.data.len() as u64;
-    // plan_ranges keeps parts inside 0..len, and len came from a usize.
-    let slice = rep.data.slice(part.start as usize..part.end as usize);
-    let mut response = sized(MmapBody::slice(slice, limits.chunk_size).watched(rep.watch.clone()));
+    let len = rep.content.len();
+    let mut response = sized(body(rep, part.clone(), limits));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
@@ -126,7 +124,7 @@ fn multi(
     parts: &[std::ops::Range<u64>],
     limits: Limits,
 ) -> Response<MmapBody> {
-    let len = rep.data.len() as u64;
+    let len = rep.content.len();
     let boundary = Boundary::new();
     let ct = rep.content_type.as_bytes();
     if multipart_length(parts, len, ct, boundary.as_str().len()) > len {
@@ -135,7 +133,7 @@ fn multi(
     let layout = Multipart::new(parts, len, ct, boundary);
     let content_type = layout.content_type();
     let content_length = HeaderValue::from(layout.content_length());
-    let body = MmapBody::multipart(layout, rep.data.clone(), limits.chunk_size);
+    let body = MmapBody::multipart(layout, rep.content.clone(), limits.chunk_size);
     let mut response = sized(body.watched(rep.watch.clone()));
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
@@ -143,6 +141,13 @@ fn multi(
     h.insert(header::CONTENT_LENGTH, content_length);
     representation_headers(h, rep);
     response
+}
+
+/// The body sending `range` of the representation, watched as the representation says.
+fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -> MmapBody {
+    // plan_ranges keeps parts inside 0..len; anything else would be a bug here, answered with no bytes.
+    let segment = Segment::of(rep.content, range).unwrap_or(Segment::Memory(Bytes::new()));
+    MmapBody::single(segment, limits.chunk_size).watched(rep.watch.clone())
 }
 
 /// RFC 9110 §15.5.17: 416 with the current length.
@@ -236,9 +241,9 @@ mod tests {
         chunk_size: 1 << 20,
     };
 
-    fn rep(data: &Bytes) -> Representation<'_> {
+    fn rep(data: &Content) -> Representation<'_> {
         Representation {
-            data,
+            content: data,
             content_type: HeaderValue::from_static("application/x-test"),
             etag: HeaderValue::from_static("\"tag\""),
             last_modified: HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
@@ -258,7 +263,7 @@ mod tests {
     }
 
     fn run(
-        data: &Bytes,
+        data: &Content,
         method: Method,
         headers: &[(&'static str, &'static str)],
     ) -> Response<MmapBody> {
@@ -270,8 +275,10 @@ mod tests {
         r.headers().get(name).map(|v| v.to_str().expect("ascii"))
     }
 
-    fn data() -> Bytes {
-        Bytes::from((0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>())
+    fn data() -> Content {
+        Content::Memory(Bytes::from(
+            (0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        ))
     }
 
     #[test]

@@ -14,6 +14,7 @@ use memmap2::{Mmap, MmapOptions};
 
 use super::config::MmapConfig;
 use super::identity::{FileIdentity, FileValidators};
+use super::pread::PreadFile;
 use crate::MmapError;
 
 /// Files smaller than this many bytes are read into memory instead of mapped, unless configured otherwise.
@@ -29,6 +30,11 @@ pub const DEFAULT_SMALL_FILE_THRESHOLD: u64 = 64 * 1024;
 /// `MmapFile` and any cache holding it are gone. Empty files are never mapped; files below the small-file
 /// threshold ([`DEFAULT_SMALL_FILE_THRESHOLD`] unless the cache sets another) are read once into memory. The API
 /// is the same in all three cases.
+///
+/// A file that may change is mapped only while the process's SIGBUS guard can protect the mapping (see
+/// [`sigbus_protection_active`](crate::sigbus_protection_active)); when it cannot, the file is kept open and
+/// read on demand with `pread(2)` instead ([`reads_on_demand`](Self::reads_on_demand)): slower, a copy per
+/// read, but a truncation can then only shorten a response, never kill the process.
 ///
 /// Read the crate's safety model (the `mmap` section of the crate docs) for what happens when another
 /// process changes a mapped file.
@@ -51,10 +57,11 @@ pub const DEFAULT_SMALL_FILE_THRESHOLD: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct MmapFile {
     path: PathBuf,
-    data: Bytes,
-    mapped: bool,
-    /// The mapping behind `data`, for the poison flag and identity re-checks (None for heap files).
+    content: Content,
+    /// The mapping behind a `Content::Memory` that is mapped, for the poison flag (None for heap files).
     mapping: Option<Arc<Mapping>>,
+    /// Set when a response found the file changed under it: it is never served again.
+    changed: AtomicBool,
     identity: FileIdentity,
     validators: FileValidators,
     /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
@@ -81,16 +88,19 @@ impl MmapFile {
     ///
     /// As [`MmapFile::new`].
     pub fn with_config(path: impl AsRef<Path>, config: MmapConfig) -> Result<Self, MmapError> {
-        Self::open(path.as_ref(), config, DEFAULT_SMALL_FILE_THRESHOLD)
+        Self::open(path.as_ref(), config, DEFAULT_SMALL_FILE_THRESHOLD, false)
     }
 
-    /// Opens `path`; files shorter than `small_file_threshold` bytes are read instead of mapped.
+    /// Opens `path`; files shorter than `small_file_threshold` bytes are read instead of mapped. An
+    /// `immutable` file (content-addressed: never rewritten or truncated) is mapped even when the mapping
+    /// cannot be protected against truncation; any other is then read on demand.
     ///
     /// Blocking: callers on an async runtime run this in `spawn_blocking`.
     pub(crate) fn open(
         path: &Path,
         config: MmapConfig,
         small_file_threshold: u64,
+        immutable: bool,
     ) -> Result<Self, MmapError> {
         let err = |e| MmapError::from_io(path, e);
         // Look before opening: opening a device can have side effects, and a FIFO can block.
@@ -101,7 +111,7 @@ impl MmapFile {
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(err)?;
-        Self::from_file(path, file, config, small_file_threshold)
+        Self::from_file(path, file, config, small_file_threshold, immutable)
     }
 
     /// Maps (or reads) `file`, already open for reading, as the file at `path`.
@@ -112,6 +122,7 @@ impl MmapFile {
         file: File,
         config: MmapConfig,
         small_file_threshold: u64,
+        immutable: bool,
     ) -> Result<Self, MmapError> {
         let err = |e| MmapError::from_io(path, e);
         let metadata = file.metadata().map_err(err)?;
@@ -121,21 +132,25 @@ impl MmapFile {
             path: path.display().to_string(),
             source: std::io::Error::other("file too large to map on this platform"),
         })?;
-        let mut mapping_slot = None;
-        let (data, mapped) = if len == 0 {
-            (Bytes::new(), false)
+        let mut mapping = None;
+        let content = if len == 0 {
+            Content::Memory(Bytes::new())
         } else if identity.len() < small_file_threshold {
-            (read_exactly(path, file, len)?, false)
+            Content::Memory(read_exactly(path, file, len)?)
         } else {
-            let (bytes, mapping) = map(path, file, len, config)?;
-            mapping_slot = Some(mapping);
-            (bytes, true)
+            match map(path, &file, len, config, immutable)? {
+                Some((bytes, mapped)) => {
+                    mapping = Some(mapped);
+                    Content::Memory(bytes)
+                }
+                None => Content::Pread(Arc::new(PreadFile::new(file, identity.len()))),
+            }
         };
         Ok(Self {
             path: path.to_path_buf(),
-            data,
-            mapped,
-            mapping: mapping_slot,
+            content,
+            mapping,
+            changed: AtomicBool::new(false),
             validators: FileValidators::new(&identity, SystemTime::now()),
             identity,
             checked_at: AtomicU64::new(0),
@@ -145,17 +160,27 @@ impl MmapFile {
 
     /// The file's length in bytes, as it was when opened.
     pub fn size(&self) -> u64 {
-        self.data.len() as u64
+        self.content.len()
     }
 
     /// Whether the file is empty.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.size() == 0
     }
 
     /// The whole file as zero-copy [`Bytes`].
+    ///
+    /// For a file [read on demand](Self::reads_on_demand) this reads the whole file now, into a buffer of its
+    /// own; if that fails (the file was shortened since it was opened), it logs why and returns no bytes
+    /// rather than bytes that are not the file's.
     pub fn bytes(&self) -> Bytes {
-        self.data.clone()
+        match &self.content {
+            Content::Memory(data) => data.clone(),
+            Content::Pread(file) => file.read(0..file.len()).unwrap_or_else(|e| {
+                tracing::warn!(path = %self.path.display(), error = %e, "mmap-serve: reading the file failed");
+                Bytes::new()
+            }),
+        }
     }
 
     /// The bytes in `range` (half-open: `start..end`), zero-copy.
@@ -176,8 +201,13 @@ impl MmapFile {
                 self.size()
             )));
         }
-        // Both bounds are <= size(), which came from a usize.
-        Ok(self.data.slice(start as usize..end as usize))
+        match &self.content {
+            // Both bounds are <= size(), which came from a usize.
+            Content::Memory(data) => Ok(data.slice(start as usize..end as usize)),
+            Content::Pread(file) => file
+                .read(start..end)
+                .map_err(|e| MmapError::from_io(&self.path, e)),
+        }
     }
 
     /// Several ranges at once, each as [`range`](Self::range) would return it, in the order given.
@@ -194,24 +224,50 @@ impl MmapFile {
         &self.path
     }
 
-    /// Whether the bytes come from a memory map (false for empty and small files, which live on the heap).
+    /// Whether the bytes come from a memory map (false for empty and small files, which live on the heap, and
+    /// for files read on demand).
     pub fn is_mapped(&self) -> bool {
-        self.mapped
+        self.mapping.is_some()
     }
 
-    /// Whether the mapped bytes can no longer be trusted: the file was truncated under the mapping (the pages
-    /// past its new end now read as zeros) or a response found it changed. A poisoned file is never served
-    /// again by the cache; files read into memory are never poisoned.
+    /// Whether the file is read with `pread(2)` when its bytes are asked for, instead of mapped: a file that
+    /// may change, at a time the SIGBUS guard could not protect a mapping of it (see the type's docs).
+    pub fn reads_on_demand(&self) -> bool {
+        matches!(self.content, Content::Pread(_))
+    }
+
+    /// Whether the bytes can no longer be trusted: the file was truncated under the mapping (the pages past its
+    /// new end now read as zeros) or a response found it changed. A poisoned file is never served again by the
+    /// cache; files read into memory are never poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
+        self.changed.load(Ordering::Relaxed)
+            || self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
     }
 
-    /// Whether the mapped bytes are still the file's (one `stat` of the path; always true for files read into
-    /// memory, whose bytes are a private copy). Poisons the mapping when they are not.
+    /// Whether the bytes served are still the file's: for a mapping, one `stat` of the path; for a file read
+    /// on demand, one `fstat` of its descriptor; always true for files read into memory, whose bytes are a
+    /// private copy. Poisons the file when they are not.
     pub(crate) fn still_matches(&self) -> bool {
-        self.mapping
-            .as_ref()
-            .is_none_or(|m| !m.is_poisoned() && m.still_matches(&self.path, &self.identity))
+        let same = !self.is_poisoned()
+            && match (&self.content, &self.mapping) {
+                (Content::Pread(file), _) => file.still_matches(&self.identity),
+                (Content::Memory(_), Some(_)) => still_describes_path(&self.path, &self.identity),
+                (Content::Memory(_), None) => true,
+            };
+        if !same {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        same
+    }
+
+    /// Where the bytes are, for the response body.
+    pub(crate) fn content(&self) -> &Content {
+        &self.content
+    }
+
+    /// Whether a response must watch the file while it sends it: its bytes are not a private copy.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.mapping.is_some() || self.reads_on_demand()
     }
 
     /// Which file this is: device, inode, length and timestamps when it was opened.
@@ -281,45 +337,65 @@ fn read_exactly(path: &Path, file: File, len: usize) -> Result<Bytes, MmapError>
     Ok(Bytes::from(buf))
 }
 
+/// Where a file's bytes are.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// All of them in memory: a mapping (protected, or of an immutable file) or a heap copy of a small file.
+    Memory(Bytes),
+    /// Read on demand: the file may change and a mapping of it could not be protected.
+    Pread(Arc<PreadFile>),
+}
+
+impl Content {
+    /// The length of the file, as it was when opened.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Self::Memory(data) => data.len() as u64,
+            Self::Pread(file) => file.len(),
+        }
+    }
+}
+
+/// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path` (no descriptor is
+/// kept per mapping: a cache of thousands of files must not hold thousands of them). When `path` now names
+/// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and its bytes are
+/// intact; when it names the same inode with another length or times, it was rewritten in place or truncated.
+fn still_describes_path(path: &Path, identity: &FileIdentity) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) if (m.dev(), m.ino()) == (identity.dev(), identity.ino()) => {
+            identity.still_describes(&m)
+        }
+        _ => true,
+    }
+}
+
 /// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     #[cfg(target_os = "linux")]
     registration: Option<super::guard::Registration>,
     map: Mmap,
-    /// Set when a response found the file changed under the mapping.
-    changed: AtomicBool,
 }
 
 impl Mapping {
-    /// Whether the mapping's bytes can no longer be trusted: a truncation was caught (the tail now reads as
-    /// zeros) or a response saw the file change.
+    /// Whether a truncation under the mapping was caught: its tail now reads as zeros.
     pub(crate) fn is_poisoned(&self) -> bool {
         #[cfg(target_os = "linux")]
         if self.registration.as_ref().is_some_and(|r| r.is_poisoned()) {
             return true;
         }
-        self.changed.load(Ordering::Relaxed)
+        false
     }
+}
 
-    /// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path` (no descriptor is
-    /// kept per mapping: a cache of thousands of files must not hold thousands of them). When `path` now names
-    /// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and its bytes
-    /// are intact; when it names the same inode with another length or times, it was rewritten in place or
-    /// truncated. Marks the mapping poisoned in that case.
-    pub(crate) fn still_matches(&self, path: &Path, identity: &FileIdentity) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let same = match std::fs::metadata(path) {
-            Ok(m) if (m.dev(), m.ino()) == (identity.dev(), identity.ino()) => {
-                identity.still_describes(&m)
-            }
-            _ => true,
-        };
-        if !same {
-            self.changed.store(true, Ordering::Relaxed);
-        }
-        same
-    }
+/// Whether a mapping made now would be protected against truncation: the SIGBUS guard is installed and still
+/// the process's handler (one `sigaction` call). Never on platforms without the guard.
+pub(crate) fn protection_active() -> bool {
+    #[cfg(target_os = "linux")]
+    return super::guard::install();
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// The `Bytes` owner: every slice of a mapped file holds the mapping through this.
@@ -331,12 +407,19 @@ impl AsRef<[u8]> for SharedMapping {
     }
 }
 
+/// Maps `file` (`len` bytes, as `fstat` said), registered with the SIGBUS guard; `None` when the mapping could
+/// not be protected and the file is not `immutable` (the caller reads it on demand instead).
 fn map(
     path: &Path,
-    file: File,
+    file: &File,
     len: usize,
     config: MmapConfig,
-) -> Result<(Bytes, Arc<Mapping>), MmapError> {
+    immutable: bool,
+) -> Result<Option<(Bytes, Arc<Mapping>)>, MmapError> {
+    if !immutable && !protection_active() {
+        warn_unprotected();
+        return Ok(None);
+    }
     let mut options = MmapOptions::new();
     options.len(len);
     if config.populate {
@@ -347,11 +430,12 @@ fn map(
     // below and by the `MmapFile`: no slice can outlive the mapping, and no raw pointer or `'static` reference
     // leaves this module. (3) `len` is the length `fstat` reported for this descriptor just before, so the
     // mapping does not extend past the end of the file as it was opened. (4) A file truncated while a slice is
-    // alive raises SIGBUS on the next touch of a page past its new end: on Linux the mapping is registered with
-    // the guard (mmap/guard.rs) before any byte is read, which turns that into zero pages and a poisoned flag
-    // the body checks. (5) What remains, a rewrite in place, is the contract stated in the crate's safety model;
+    // alive raises SIGBUS on the next touch of a page past its new end: the guard was active just above, and
+    // the mapping is registered with it (mmap/guard.rs) before any byte is read, which turns that into zero pages
+    // and a poisoned flag the body checks; a file that may change and cannot be registered is not used mapped
+    // (it is read with pread instead), only immutable files are served from an unprotected mapping. (5) What remains, a rewrite in place, is the contract stated in the crate's safety model;
     // responses re-check the file's identity before their last bytes, and the cache re-maps changed files.
-    let map = unsafe { options.map(&file) }.map_err(|e| MmapError::from_io(path, e))?;
+    let map = unsafe { options.map(file) }.map_err(|e| MmapError::from_io(path, e))?;
     // SAFETY: the range is exactly `map`'s, a read-only mapping this function owns; the registration is stored
     // in the same `Mapping`, declared before `map`, so it is dropped (unregistered) before the map is unmapped;
     // replacing pages after a fault with zero pages is what this crate wants (the body then sees the poison).
@@ -360,6 +444,10 @@ fn map(
     #[cfg(target_os = "linux")]
     if registration.is_none() {
         warn_unprotected();
+        if !immutable {
+            // The registry is full (or the guard went away in between): unmapped here, read on demand.
+            return Ok(None);
+        }
     }
     for advice in config.advice() {
         // Hints are advice: an unsupported one (EINVAL on file-backed huge pages, say) changes nothing.
@@ -369,22 +457,25 @@ fn map(
         #[cfg(target_os = "linux")]
         registration,
         map,
-        changed: AtomicBool::new(false),
     });
-    Ok((
+    Ok(Some((
         Bytes::from_owner(SharedMapping(Arc::clone(&mapping))),
         mapping,
-    ))
+    )))
 }
 
-/// Says once per process that a mapping is not protected against truncation, and why.
-#[cfg(target_os = "linux")]
+/// Says once per process that a mapping could not be protected against truncation, why, and what is done.
 fn warn_unprotected() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
+        #[cfg(target_os = "linux")]
+        let why = super::guard::protection().to_string();
+        #[cfg(not(target_os = "linux"))]
+        let why = "no SIGBUS guard on this platform";
         tracing::warn!(
-            protection = %super::guard::protection(),
-            "mmap-serve: a mapping is not protected against truncation (SIGBUS)"
+            protection = %why,
+            "mmap-serve: mappings cannot be protected against truncation (SIGBUS); files that may change are \
+             read with pread instead, immutable ones are still mapped"
         );
     });
 }
@@ -415,7 +506,7 @@ mod tests {
         let f = MmapFile::new(&small).unwrap();
         assert!(!f.is_mapped());
         assert_eq!(f.bytes(), pattern(100));
-        let f = MmapFile::open(&small, MmapConfig::default(), 0).unwrap();
+        let f = MmapFile::open(&small, MmapConfig::default(), 0, false).unwrap();
         assert!(
             f.is_mapped(),
             "threshold 0 maps everything that is not empty"
@@ -433,7 +524,7 @@ mod tests {
     #[test]
     fn empty_files_are_not_mapped() {
         let (_d, path) = file_with(0);
-        let f = MmapFile::open(&path, MmapConfig::default(), 0).unwrap();
+        let f = MmapFile::open(&path, MmapConfig::default(), 0, false).unwrap();
         assert!(f.is_empty() && !f.is_mapped());
         assert_eq!(f.size(), 0);
         assert!(f.bytes().is_empty());

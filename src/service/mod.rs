@@ -200,7 +200,7 @@ pub(crate) fn open_blocking(
         let file = confinement
             .open(&path)
             .map_err(|e| MmapError::from_io(&path, e))?;
-        cache.map_open_file(&path, file)
+        cache.map_open_file(&path, file, revalidate)
     };
     let opened_here = std::cell::Cell::new(false);
     let result = cache.get_or_open(&path, revalidate, |cache| {
@@ -239,7 +239,7 @@ pub(crate) fn render(
 ) -> Response<MmapBody> {
     let v = file.validators();
     let rep = Representation {
-        data: &file.bytes(),
+        content: file.content(),
         content_type: resolved
             .content_type
             .clone()
@@ -252,7 +252,7 @@ pub(crate) fn render(
         last_modified_time: v.last_modified_time,
         content_length: preformatted(v.length.clone()),
         cache_control: resolved.cache_control.clone(),
-        watch: file.is_mapped().then(|| Watch {
+        watch: file.is_shared().then(|| Watch {
             file: Arc::clone(file),
             recheck_identity: !resolved.immutable,
         }),
