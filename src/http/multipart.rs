@@ -32,6 +32,8 @@ const CONTENT_RANGE: &[u8] = b"Content-Range: bytes ";
 const HEADERS_END: &[u8] = b"\r\n\r\n";
 /// Turns the last delimiter into the close delimiter: `"--" CRLF`.
 const CLOSE_END: &[u8] = b"--\r\n";
+/// The response's Content-Type before the boundary (RFC 9110 §14.6).
+const MEDIA_TYPE: &[u8] = b"multipart/byteranges; boundary=";
 
 /// A per-response boundary string, unique within the process and unpredictable across processes.
 ///
@@ -84,8 +86,12 @@ fn write_base36(out: &mut [u8], mut value: u64) {
 /// Pieces alternate framing and data: part header 0, data 0, part header 1, data 1, …, close delimiter.
 #[derive(Debug, Clone)]
 pub(crate) struct Multipart {
-    /// Every part header back to back, then the close delimiter.
+    /// Every part header back to back, then the close delimiter; after them (not part of the body), the
+    /// response's Content-Type and Content-Length values, so that they cost no allocation of their own.
     framing: Bytes,
+    /// Where the body's framing ends in `framing`, and where the Content-Type value ends after it.
+    framing_end: usize,
+    content_type_end: usize,
     /// Where each part's header ends in `framing`, and the part's bytes in the representation.
     parts: Vec<Part>,
     /// Sum of the data lengths (saturating).
@@ -109,7 +115,8 @@ impl Multipart {
     /// Each part gets a Content-Range (RFC 9110 §14.6) and, when `content_type` is a non-empty valid field
     /// value, a Content-Type line. Parts are clamped to `0..len` and those left empty are skipped, so a
     /// malformed list cannot produce a malformed body ([`plan_ranges`](super::range::plan_ranges) never
-    /// produces such parts). Allocates exactly twice: the framing buffer and the part table.
+    /// produces such parts). Allocates exactly twice: the framing buffer (which also holds the response's
+    /// Content-Type and Content-Length values) and the part table.
     pub(crate) fn new(
         parts: &[Range<u64>],
         len: u64,
@@ -119,8 +126,11 @@ impl Multipart {
         let boundary_text = boundary.as_str().as_bytes();
         let content_type = part_content_type(content_type);
         let framing_len = framing_length(parts, len, content_type, boundary_text.len());
+        // The two header values after the framing: the media type, and up to 20 digits of length.
+        let values_len = sum(&[MEDIA_TYPE.len(), boundary_text.len(), 20]);
         // If the framing cannot fit in memory the Vec's own growth reports it; never over-reserve.
-        let mut framing = Vec::with_capacity(usize::try_from(framing_len).unwrap_or(0));
+        let capacity = framing_len.saturating_add(values_len);
+        let mut framing = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
         let mut layout = Vec::with_capacity(parts.iter().filter_map(|p| clamp(p, len)).count());
         let mut data_len = 0u64;
         for data in parts.iter().filter_map(|part| clamp(part, len)) {
@@ -134,8 +144,18 @@ impl Multipart {
         framing.extend_from_slice(DELIMITER_START);
         framing.extend_from_slice(boundary_text);
         framing.extend_from_slice(CLOSE_END);
+        let framing_end = framing.len();
+        framing.extend_from_slice(MEDIA_TYPE);
+        framing.extend_from_slice(boundary_text);
+        let content_type_end = framing.len();
+        let content_length = u64::try_from(framing_end)
+            .unwrap_or(u64::MAX)
+            .saturating_add(data_len);
+        write_decimal(&mut framing, content_length);
         Self {
             framing: Bytes::from(framing),
+            framing_end,
+            content_type_end,
             parts: layout,
             data_len,
             boundary,
@@ -144,16 +164,22 @@ impl Multipart {
 
     /// Exact Content-Length of the body.
     pub(crate) fn content_length(&self) -> u64 {
-        u64::try_from(self.framing.len())
+        u64::try_from(self.framing_end)
             .unwrap_or(u64::MAX)
             .saturating_add(self.data_len)
     }
 
-    /// `multipart/byteranges; boundary=...` for the response Content-Type.
+    /// `multipart/byteranges; boundary=...` for the response Content-Type (a slice of the framing buffer).
     pub(crate) fn content_type(&self) -> HeaderValue {
-        let value = format!("multipart/byteranges; boundary={}", self.boundary.as_str());
-        HeaderValue::try_from(value)
+        let value = self.framing.slice(self.framing_end..self.content_type_end);
+        HeaderValue::from_maybe_shared(value)
             .expect("a media type with an alphanumeric boundary is a valid field value")
+    }
+
+    /// [`content_length`](Self::content_length) as a header value (a slice of the framing buffer).
+    pub(crate) fn content_length_value(&self) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.framing.slice(self.content_type_end..))
+            .expect("decimal digits are a valid field value")
     }
 
     /// Number of pieces the body is made of (framing and data interleaved, closing delimiter last).
@@ -192,7 +218,7 @@ impl Multipart {
         };
         let end = match self.parts.get(part) {
             Some(this) => this.header_end,
-            None if part == self.parts.len() => self.framing.len(),
+            None if part == self.parts.len() => self.framing_end,
             None => return None,
         };
         Some(Piece::Framing(self.framing.slice(start..end)))
@@ -621,7 +647,22 @@ mod tests {
         let ct = b"application/octet-stream";
         let multipart = Multipart::new(&parts, 10_000, ct, b);
         let expected = framing_length(&parts, 10_000, part_content_type(ct), BOUNDARY_LEN);
-        assert_eq!(multipart.framing.len() as u64, expected);
+        assert_eq!(multipart.framing_end as u64, expected);
+        assert_eq!(
+            multipart.framing.len(),
+            multipart.framing_end
+                + MEDIA_TYPE.len()
+                + BOUNDARY_LEN
+                + decimal_len(multipart.content_length()),
+        );
+        assert_eq!(
+            multipart.content_type(),
+            format!("multipart/byteranges; boundary={}", b.as_str())
+        );
+        assert_eq!(
+            multipart.content_length_value(),
+            multipart.content_length().to_string().as_str()
+        );
         assert_eq!(multipart.parts.capacity(), parts.len());
     }
 
