@@ -77,6 +77,9 @@ fn allocations_for(
     (ALLOCATIONS.load(Ordering::Relaxed), status)
 }
 
+/// A request (name, URI, headers) and the most allocations it may cost.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u64);
+
 #[test]
 fn the_hot_path_allocates_only_what_it_must() {
     let fx = common::Fixture::new();
@@ -97,9 +100,14 @@ fn the_hot_path_allocates_only_what_it_must() {
     // A range adds its Content-Length and Content-Range (1 each, formatted on the stack); multipart adds
     // the planned ranges, the framing buffer (which also holds its Content-Type and Content-Length), its
     // part table, the body state and the framing buffer's first shared slice; a 416 adds its Content-Range.
-    let cases: [(&str, &str, &[(&str, &str)], u64); 5] = [
+    let cases: [Case; 5] = [
         ("full 4 KiB", "/small.bin", &[], 3),
-        ("4 KiB range", "/big.bin", &[("range", "bytes=4096-8191")], 5),
+        (
+            "4 KiB range",
+            "/big.bin",
+            &[("range", "bytes=4096-8191")],
+            5,
+        ),
         (
             "3 ranges",
             "/big.bin",

@@ -96,8 +96,6 @@ pub(crate) struct Multipart {
     parts: Vec<Part>,
     /// Sum of the data lengths (saturating).
     data_len: u64,
-    /// The boundary used in `framing`.
-    boundary: Boundary,
 }
 
 /// The layout of one part.
@@ -158,7 +156,6 @@ impl Multipart {
             content_type_end,
             parts: layout,
             data_len,
-            boundary,
         }
     }
 
