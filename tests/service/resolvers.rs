@@ -246,6 +246,64 @@ async fn a_fifo_in_the_root_is_404_without_blocking() {
     assert!(!body.windows(10).any(|w| w == &pattern(0..10)[..]));
 }
 
+#[tokio::test]
+async fn sockets_devices_and_fifos_are_404_never_opened_and_never_cached() {
+    let fx = Fixture::new();
+    let root = fx.root();
+    let _listener =
+        std::os::unix::net::UnixListener::bind(root.join("sock.bin")).expect("bind a unix socket");
+    let fifo = std::ffi::CString::new(root.join("pipe.bin").as_os_str().as_encoded_bytes())
+        .expect("no NUL");
+    // SAFETY: `fifo` is a valid NUL-terminated path that outlives the call; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let mut names = vec!["/sock.bin", "/pipe.bin"];
+    let device = std::ffi::CString::new(root.join("zero.bin").as_os_str().as_encoded_bytes())
+        .expect("no NUL");
+    // SAFETY: as above; a character device with /dev/zero's numbers (1, 5), made only where allowed.
+    let made = unsafe { libc::mknod(device.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
+    if made == 0 {
+        names.push("/zero.bin");
+    } else {
+        eprintln!(
+            "no device node: mknod refused ({})",
+            std::io::Error::last_os_error()
+        );
+    }
+    fx.file("ok.bin", 100_000);
+    let serve = fx.serve();
+    for name in names {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), send(serve.clone(), get(name, &[])));
+        let (status, _, body) = answer
+            .await
+            .expect("a special file must not block the request");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+        assert!(body.len() < 100, "{name}: {} bytes", body.len());
+    }
+    assert!(serve.cache().is_empty(), "nothing special is cached");
+    let (status, _, body) = send(serve.clone(), get("/ok.bin", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == pattern(0..100_000));
+    assert_eq!(serve.cache().len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_that_vanishes_between_resolve_and_open_is_404_and_not_cached() {
+    let fx = Fixture::new();
+    let path = fx.file("gone.bin", 100_000);
+    // A resolver that names the file and then (as another process might) removes it before the open.
+    let serve = MmapServe::new(move |_: &http::request::Parts| {
+        let path = path.clone();
+        async move {
+            std::fs::remove_file(&path).ok();
+            Resolution::File(ResolvedFile::new(path))
+        }
+    });
+    let (status, _, _) = send(serve.clone(), get("/gone.bin", &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(serve.cache().is_empty());
+}
+
 /// Set in the child process that re-runs [`an_unreadable_file_is_403`] as an unprivileged user.
 const UNPRIVILEGED_CHILD: &str = "MMAP_SERVE_TEST_UNPRIVILEGED_CHILD";
 
