@@ -174,3 +174,52 @@ fn rewritten_in_place_with_the_same_length() {
         Some(LEN),
     );
 }
+
+/// The supported deploy, under a live download: a new file written beside the old one and renamed over it.
+/// The download finishes complete, with every byte of the old file; the next request gets the new file and
+/// a new ETag.
+#[test]
+fn replaced_by_rename_the_download_finishes_with_the_old_bytes() {
+    if !common::net::have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    let file = pattern_file(&root, "big.bin", LEN);
+    let serve = Serve::start(&root);
+    let url = format!("{}/big.bin", serve.url);
+    let etag = |url: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-I", url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: ").map(|v| v.trim().to_string()))
+            .expect("etag")
+    };
+    let old_etag = etag(&url);
+    let saved = dir.path().join("download.bin");
+    // 64 MiB at 16 MiB/s: the rename lands about a quarter of the way in.
+    let mut download = Command::new("curl")
+        .args(["-s", "-f", "--limit-rate", "16M", "-o"])
+        .arg(&saved)
+        .arg(&url)
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(1000));
+    let staging = dir.path().join("big.bin.new");
+    std::fs::write(&staging, vec![0x5A; LEN / 2]).expect("write the new version");
+    std::fs::rename(&staging, &file).expect("rename over the served file");
+    let status = download.wait().expect("curl ran");
+    assert!(status.success(), "the download was cut: {status}");
+    let got = std::fs::read(&saved).expect("downloaded file");
+    assert_eq!(got.len(), LEN);
+    assert!(
+        got == common::pattern(0..LEN as u64),
+        "every byte is the old file's"
+    );
+    std::thread::sleep(Duration::from_millis(1100)); // the default revalidation interval
+    assert_eq!(length_now(&url), (LEN / 2).to_string());
+    assert_ne!(etag(&url), old_etag);
+}
