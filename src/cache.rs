@@ -1,7 +1,7 @@
 //! [`MmapCache`]: shared mappings on quick_cache, opened once per concurrent miss and revalidated by policy.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -83,7 +83,9 @@ pub struct CacheStats {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MmapCache {
-    files: Cache<PathBuf, Arc<MmapFile>, Weigh, DefaultHashBuilder, Evictions>,
+    /// Keyed by the path's bytes: hashing them is a few nanoseconds, where `Path`'s own `Hash` walks its
+    /// components.
+    files: Cache<Vec<u8>, Arc<MmapFile>, Weigh, DefaultHashBuilder, Evictions>,
     settings: Settings,
     counters: Arc<Counters>,
 }
@@ -174,7 +176,7 @@ impl MmapCache {
         let path = key;
         let mut open = Some(open);
         loop {
-            let cached = match self.files.get_value_or_guard(path, None) {
+            let cached = match self.files.get_value_or_guard(key_of(path), None) {
                 GuardResult::Value(file) => file,
                 GuardResult::Guard(guard) => {
                     self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -209,11 +211,13 @@ impl MmapCache {
                 }
                 Ok(_) => {
                     self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                    self.files.remove_if(path, |v| Arc::ptr_eq(v, &cached));
+                    self.files
+                        .remove_if(key_of(path), |v| Arc::ptr_eq(v, &cached));
                     // Go round again: this (or a concurrent) lookup opens the new file once.
                 }
                 Err(e) => {
-                    self.files.remove_if(path, |v| Arc::ptr_eq(v, &cached));
+                    self.files
+                        .remove_if(key_of(path), |v| Arc::ptr_eq(v, &cached));
                     return Err(MmapError::from_io(path, e));
                 }
             }
@@ -236,7 +240,7 @@ impl MmapCache {
         revalidate: Revalidate,
         accept: impl FnOnce(&MmapFile) -> bool,
     ) -> Option<Arc<MmapFile>> {
-        let file = self.files.get(path)?;
+        let file = self.files.get(key_of(path))?;
         if is_due(&file, revalidate) || !accept(&file) {
             return None;
         }
@@ -247,12 +251,12 @@ impl MmapCache {
     /// Caches `file` under `key`, replacing whatever was there.
     pub(crate) fn replace(&self, key: &Path, file: Arc<MmapFile>) {
         file.set_checked_at(clock());
-        self.files.insert(key.to_path_buf(), file);
+        self.files.insert(key_of(key).to_vec(), file);
     }
 
     /// Drops the cached mapping of `path`, if any; returns whether there was one.
     pub fn remove(&self, path: &Path) -> bool {
-        self.files.remove(path).is_some()
+        self.files.remove(key_of(path)).is_some()
     }
 
     /// The number of files cached.
@@ -429,6 +433,12 @@ fn still_safe(cached: &MmapFile, revalidate: Revalidate) -> bool {
     !cached.is_mapped() || revalidate == Revalidate::Never || crate::mmap::file::protection_active()
 }
 
+/// The cache key of `path`: its bytes, as the OS spells them.
+fn key_of(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes()
+}
+
 fn default_shards() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
@@ -439,8 +449,8 @@ struct Weigh {
     floor: Option<u64>,
 }
 
-impl Weighter<PathBuf, Arc<MmapFile>> for Weigh {
-    fn weight(&self, _: &PathBuf, file: &Arc<MmapFile>) -> u64 {
+impl Weighter<Vec<u8>, Arc<MmapFile>> for Weigh {
+    fn weight(&self, _: &Vec<u8>, file: &Arc<MmapFile>) -> u64 {
         match self.floor {
             None => 1,
             Some(floor) => file.size().max(floor),
@@ -452,10 +462,10 @@ impl Weighter<PathBuf, Arc<MmapFile>> for Weigh {
 #[derive(Debug, Clone)]
 struct Evictions(Arc<Counters>);
 
-impl Lifecycle<PathBuf, Arc<MmapFile>> for Evictions {
+impl Lifecycle<Vec<u8>, Arc<MmapFile>> for Evictions {
     type RequestState = Vec<Arc<MmapFile>>;
 
-    fn on_evict(&self, evicted: &mut Self::RequestState, _: PathBuf, file: Arc<MmapFile>) {
+    fn on_evict(&self, evicted: &mut Self::RequestState, _: Vec<u8>, file: Arc<MmapFile>) {
         self.0.evictions.fetch_add(1, Ordering::Relaxed);
         evicted.push(file);
     }
@@ -487,6 +497,7 @@ fn is_due(file: &MmapFile, revalidate: Revalidate) -> bool {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, len: usize, seed: u8) -> PathBuf {
         let path = dir.join(name);

@@ -42,9 +42,11 @@ pub(crate) fn plan_ranges(header: &[u8], len: u64, max_ranges: usize) -> RangePl
         return RangePlan::Full;
     };
 
-    // First pass: validate the whole set and count, without allocating.
+    // One pass: validate the whole set and collect what is satisfiable. The first range waits in `first`,
+    // so that a single part (the common case) allocates nothing.
     let mut specs_seen = 0usize;
-    let mut satisfiable = 0usize;
+    let mut first = None;
+    let mut many = Vec::new();
     let mut nonzero_suffix = false;
     for spec in specs(set) {
         specs_seen += 1;
@@ -56,33 +58,39 @@ pub(crate) fn plan_ranges(header: &[u8], len: u64, max_ranges: usize) -> RangePl
             // RFC 9110 §14.2: one invalid range-spec makes the whole header invalid.
             return RangePlan::Full;
         };
-        if spec.satisfiable(len).is_some() {
-            satisfiable += 1;
-        }
         nonzero_suffix |= matches!(spec, Spec::Suffix(n) if n > 0);
+        let Some(range) = spec.satisfiable(len) else {
+            continue;
+        };
+        match &mut first {
+            None => first = Some(range),
+            Some(first) => {
+                if many.is_empty() {
+                    // At most one range per list element, and no more than `max_ranges` of them.
+                    let elements = set.iter().filter(|&&b| b == b',').count() + 1;
+                    many.reserve_exact(elements.min(max_ranges));
+                    many.push(first.clone());
+                }
+                many.push(range);
+            }
+        }
     }
     if specs_seen == 0 {
         // RFC 9110 §14.1.1: `range-set = 1#range-spec`; an empty set is invalid.
         return RangePlan::Full;
     }
 
-    match satisfiable {
-        0 if len == 0 && nonzero_suffix => {
+    match first {
+        None if len == 0 && nonzero_suffix => {
             // RFC 9110 §14.1.1 calls a non-zero suffix-range satisfiable on an empty representation, but
             // no Content-Range can describe zero bytes: answer the (empty) whole representation instead.
             RangePlan::Full
         }
         // RFC 9110 §15.5.17: no satisfiable range at all -> 416.
-        0 => RangePlan::Unsatisfiable,
+        None => RangePlan::Unsatisfiable,
         // RFC 9110 §15.3.7.1: a single part, without multipart framing.
-        1 => satisfiable_ranges(set, len)
-            .next()
-            .map_or(RangePlan::Unsatisfiable, RangePlan::Single),
-        _ => {
-            let mut ranges = Vec::with_capacity(satisfiable);
-            ranges.extend(satisfiable_ranges(set, len));
-            order_or_coalesce(set, len, ranges)
-        }
+        Some(only) if many.is_empty() => RangePlan::Single(only),
+        Some(_) => order_or_coalesce(set, len, many),
     }
 }
 

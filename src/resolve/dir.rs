@@ -229,7 +229,7 @@ fn content_type_of(path: &Path) -> HeaderValue {
     thread_local! {
         static LAST: RefCell<Option<(OsString, HeaderValue)>> = const { RefCell::new(None) };
     }
-    let Some(ext) = path.extension() else {
+    let Some(ext) = extension_of(path) else {
         return OCTET_STREAM;
     };
     let remembered = LAST.with_borrow(|last| match last {
@@ -243,6 +243,21 @@ fn content_type_of(path: &Path) -> HeaderValue {
         LAST.with_borrow_mut(|last| *last = Some((OsStr::to_os_string(ext), value.clone())));
         value
     })
+}
+
+/// `path.extension()`, read off the bytes of the last name (`Path::extension` parses every component first).
+fn extension_of(path: &Path) -> Option<&std::ffi::OsStr> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.as_os_str().as_bytes().rsplit(|&b| b == b'/').next()?;
+    if name == b".." {
+        return None;
+    }
+    // A leading dot starts a hidden name, not an extension.
+    let dot = name
+        .iter()
+        .rposition(|&b| b == b'.')
+        .filter(|&dot| dot > 0)?;
+    Some(std::ffi::OsStr::from_bytes(name.get(dot + 1..)?))
 }
 
 /// Percent-decodes one raw URL path segment exactly once and checks that it is a safe file name.
@@ -514,6 +529,29 @@ mod tests {
         }
         let hidden_index = DirResolver::new(ROOT).index_file(".index");
         check(&hidden_index, "/", &File(".index"));
+    }
+
+    #[test]
+    fn extension_of_agrees_with_path_extension() {
+        for name in [
+            "/r/a.bin",
+            "/r/a",
+            "/r/.hidden",
+            "/r/.hidden.txt",
+            "/r/a.",
+            "/r/...",
+            "/r/..",
+            "/r/a.b.c",
+            "/r/dir.d/file",
+            "/r/dir.d/file.x",
+            "r",
+            "r.txt",
+            "/r/é.pdf",
+            "/r/a..b",
+        ] {
+            let path = Path::new(name);
+            assert_eq!(extension_of(path), path.extension(), "{name}");
+        }
     }
 
     #[test]
