@@ -1,0 +1,103 @@
+//! Instructions per request on the hot path, as callgrind counts them: exact and repeatable where timings on
+//! a shared machine are not, so a change to the hot path can be judged by one run before and one after.
+//!
+//! `bench/instructions.sh` runs this binary under `valgrind --tool=callgrind` twice per case, with two request
+//! counts, and prints the difference divided by the difference in requests (set-up cancels out). Each request
+//! is a `oneshot` call of `MmapServe` on a cached, fresh mapping with its body drained, the request built
+//! inside the loop as a server would receive it. Run directly (`cargo bench --bench instructions`), it serves
+//! every case once and checks the status.
+//!
+//! ```sh
+//! target/release/deps/instructions-* CASE COUNT     # CASE: full_4k, range_4k, multipart_3, not_modified
+//! ```
+
+use std::hint::black_box;
+
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use mmap_serve::{DirResolver, MmapServe};
+use tower::ServiceExt;
+
+/// (name, URI, Range, expected status); `not_modified` sends the file's ETag in If-None-Match.
+const CASES: [(&str, &str, &str, StatusCode); 4] = [
+    ("full_4k", "/small.bin", "", StatusCode::OK),
+    (
+        "range_4k",
+        "/big.bin",
+        "bytes=4096-8191",
+        StatusCode::PARTIAL_CONTENT,
+    ),
+    (
+        "multipart_3",
+        "/big.bin",
+        "bytes=0-1023,536870912-536871935,1073740800-1073741823",
+        StatusCode::PARTIAL_CONTENT,
+    ),
+    ("not_modified", "/small.bin", "", StatusCode::NOT_MODIFIED),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("small.bin"), vec![7u8; 4096]).expect("write small.bin");
+    // Sparse: the requests slice the mapping and never read its pages.
+    std::fs::File::create(dir.path().join("big.bin"))
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("create big.bin");
+    let serve = MmapServe::new(DirResolver::new(dir.path()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let etag = runtime.block_on(async {
+        let response = serve.clone().oneshot(request("/small.bin", "", "")).await;
+        response.expect("infallible").headers()["etag"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    });
+    let (selected, count) = match args.as_slice() {
+        [case, count] => (
+            Some(case.as_str()),
+            count.parse().expect("COUNT is a number"),
+        ),
+        _ => (None, 1),
+    };
+    for (name, uri, range, expected) in CASES {
+        if selected.is_some_and(|s| s != name) {
+            continue;
+        }
+        let etag = if name == "not_modified" {
+            etag.as_str()
+        } else {
+            ""
+        };
+        runtime.block_on(async {
+            for _ in 0..count {
+                let response = serve.clone().oneshot(request(uri, range, etag)).await;
+                let response = response.expect("infallible");
+                assert_eq!(response.status(), expected, "{name}");
+                let mut body = response.into_body();
+                while let Some(frame) = body.frame().await {
+                    black_box(frame.expect("frame"));
+                }
+            }
+        });
+        if selected.is_none() {
+            println!("{name}: {expected}");
+        }
+    }
+}
+
+fn request(uri: &str, range: &str, etag: &str) -> Request<()> {
+    let mut builder = Request::get(uri);
+    if !range.is_empty() {
+        builder = builder.header("range", range);
+    }
+    if !etag.is_empty() {
+        builder = builder.header("if-none-match", etag);
+    }
+    builder.body(()).expect("a valid request")
+}
