@@ -100,27 +100,55 @@ pub(crate) fn plan_ranges(header: &[u8], len: u64, max_ranges: usize) -> RangePl
 /// the call cannot underflow.
 pub(crate) fn content_range(range: &Range<u64>, len: u64) -> HeaderValue {
     let last = range.end.saturating_sub(1).max(range.start);
-    ascii_header_value(format_args!("bytes {}-{last}/{len}", range.start))
+    let mut value = StackText::default();
+    value.push(b"bytes ");
+    value.push_decimal(range.start);
+    value.push(b"-");
+    value.push_decimal(last);
+    value.push(b"/");
+    value.push_decimal(len);
+    value.to_header_value()
 }
 
 /// `bytes */{len}` (RFC 9110 §14.4, for 416).
 pub(crate) fn unsatisfied_content_range(len: u64) -> HeaderValue {
-    ascii_header_value(format_args!("bytes */{len}"))
+    let mut value = StackText::default();
+    value.push(b"bytes */");
+    value.push_decimal(len);
+    value.to_header_value()
 }
 
-/// Formats text made only of digits, spaces and `-*/` letters on the stack, then copies it into a header value
-/// (one allocation per response).
-fn ascii_header_value(text: std::fmt::Arguments<'_>) -> HeaderValue {
-    use std::io::Write;
-    // "bytes " + three u64s (20 digits each) + "-/" fits in 70 bytes.
-    let mut buf = [0u8; 72];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    cursor
-        .write_fmt(text)
-        .expect("the longest Content-Range fits the buffer");
-    let written = cursor.position() as usize;
-    HeaderValue::from_bytes(&buf[..written])
-        .expect("digits, letters, spaces and `-*/` are valid field-value bytes")
+/// A Content-Range value being written on the stack: "bytes " and three numbers of at most 20 digits.
+struct StackText {
+    buf: [u8; 72],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        Self {
+            buf: [0; 72],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn push(&mut self, text: &[u8]) {
+        let end = self.len + text.len();
+        self.buf[self.len..end].copy_from_slice(text);
+        self.len = end;
+    }
+
+    fn push_decimal(&mut self, n: u64) {
+        self.push(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// Copies the text into a header value: the one allocation of the value.
+    fn to_header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.buf[..self.len])
+            .expect("digits, letters, spaces and `-*/` are valid field-value bytes")
+    }
 }
 
 /// One syntactically valid range-spec (RFC 9110 §14.1.1).

@@ -196,21 +196,10 @@ pub(crate) fn empty(status: StatusCode) -> Response<MmapBody> {
     response
 }
 
-/// `n` in decimal as a header value: formatted on the stack, one allocation (`HeaderValue::from(u64)` makes
-/// two).
+/// `n` in decimal as a header value, in one allocation (`HeaderValue::from(u64)` makes two).
 fn decimal(n: u64) -> HeaderValue {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = n;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    HeaderValue::from_bytes(&digits[start..]).expect("decimal digits are a valid field value")
+    HeaderValue::from_str(itoa::Buffer::new().format(n))
+        .expect("decimal digits are a valid field value")
 }
 
 /// A short plain-text explanation with `status`.
