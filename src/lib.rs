@@ -36,7 +36,7 @@
 //!   the missing pages with zero pages and marks the mapping poisoned, and the read goes on. Every other SIGBUS
 //!   goes to the handler that was there before (or kills the process, as it would have), so real bugs still
 //!   crash. [`sigbus_protection_active`] says whether the handler is installed and still the active one.
-//!   When it is not (`sigaction` refused it, another library replaced it, or more than 8,192 mappings are
+//!   When it is not (`sigaction` refused it, another library replaced it, or more than 65,536 mappings are
 //!   live at once), the crate logs it once and stops mapping files that may change: it keeps them open and
 //!   reads each frame with `pread` on a blocking thread ([`MmapFile::reads_on_demand`]), where a truncation
 //!   only shortens the read. Mappings made before protection was lost are replaced at their next

@@ -79,8 +79,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 use libc::{c_int, c_void, siginfo_t};
 
-/// How many mappings can be registered at once; [`Registration::new`] returns `None` beyond it.
-pub(crate) const CAPACITY: usize = 8192;
+/// How many mappings can be registered at once; [`Registration::new`] returns `None` beyond it. As many as
+/// Linux lets a process have by default (`vm.max_map_count` is 65,530), so that a cache bounded only by the
+/// kernel never runs out of slots; the registry is 2 MiB of zero-initialised static memory, and a fault scans
+/// it whole.
+pub(crate) const CAPACITY: usize = 65536;
 const _: () = assert!(CAPACITY.is_power_of_two());
 
 /// Whether the process-wide SIGBUS handler is installed and still the active one.
