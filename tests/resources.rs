@@ -3,29 +3,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use http::StatusCode;
 use mmap_serve::{DirResolver, MmapServe};
 
 const CHILD: &str = "MMAP_SERVE_RESOURCES_CHILD";
 
 fn in_child(test: &str) -> bool {
-    if std::env::var_os(CHILD).is_some() {
-        return true;
-    }
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {out:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
+    common::in_child(CHILD, test)
 }
 
 #[test]

@@ -68,18 +68,21 @@ fn alive(serve: &mut Serve) -> bool {
     serve.child.try_wait().expect("wait").is_none()
 }
 
-fn length_now(url: &str) -> String {
+/// The value of the header `name` (lowercase) in the answer to a HEAD of `url`, or "" when it has none.
+fn head_field(url: &str, name: &str) -> String {
     let out = Command::new("curl")
         .args(["-s", "-I", url])
         .output()
         .expect("curl");
+    let prefix = format!("{name}: ");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("content-length: ")
-                .map(|v| v.trim().to_string())
-        })
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
         .unwrap_or_default()
+}
+
+fn length_now(url: &str) -> String {
+    head_field(url, "content-length")
 }
 
 fn truncate_by_another_process(path: &Path, size: &str) {
@@ -188,17 +191,8 @@ fn replaced_by_rename_the_download_finishes_with_the_old_bytes() {
     let file = pattern_file(&root, "big.bin", LEN);
     let serve = Serve::start(&root);
     let url = format!("{}/big.bin", serve.url);
-    let etag = |url: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-I", url])
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("etag: ").map(|v| v.trim().to_string()))
-            .expect("etag")
-    };
-    let old_etag = etag(&url);
+    let old_etag = head_field(&url, "etag");
+    assert!(!old_etag.is_empty());
     let saved = dir.path().join("download.bin");
     // 64 MiB at 16 MiB/s: the rename lands about a quarter of the way in.
     let mut download = Command::new("curl")
@@ -221,5 +215,5 @@ fn replaced_by_rename_the_download_finishes_with_the_old_bytes() {
     );
     std::thread::sleep(Duration::from_millis(1100)); // the default revalidation interval
     assert_eq!(length_now(&url), (LEN / 2).to_string());
-    assert_ne!(etag(&url), old_etag);
+    assert_ne!(head_field(&url, "etag"), old_etag);
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,21 +21,7 @@ const CHILD: &str = "MMAP_SERVE_UNPROTECTED_CHILD";
 const LEN: u64 = 8 << 20;
 
 fn in_child(test: &str) -> bool {
-    if std::env::var_os(CHILD).is_some() {
-        return true;
-    }
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {out:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
+    common::in_child(CHILD, test)
 }
 
 /// What another library does: installs its own SIGBUS action over the crate's (here the default one).
