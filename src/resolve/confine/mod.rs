@@ -6,18 +6,27 @@
 //!
 //! # Races
 //!
-//! On Linux 5.6 and later, [`Confinement::open`] resolves and opens in one `openat2(2)` call with
-//! `RESOLVE_BENEATH` (and `RESOLVE_NO_SYMLINKS` when links are refused): a directory swapped for a link
-//! between two steps cannot lead outside, because there are no two steps. Where `openat2` is unavailable, and
-//! for paths crossing an absolute link (which `RESOLVE_BENEATH` always refuses), [`Confinement::check`]
-//! canonicalizes and compares, then the canonical target is opened: someone able to write beneath the root
-//! could swap a checked component for a link in between. That fallback protects against links the operator or
-//! the content left in the tree, not against a concurrent attacker with write access to it.
+//! Whoever can write beneath the root may replace any directory on the way to a file with a symbolic link
+//! while a request is being resolved. [`Confinement::open`] is built so that this never leads outside:
+//!
+//! - On Linux 5.6 and later it resolves and opens in one `openat2(2)` call with `RESOLVE_BENEATH` (and
+//!   `RESOLVE_NO_SYMLINKS` when links are refused): there is no moment between checking and opening.
+//! - Where `openat2` is unavailable or filtered, and for paths crossing an absolute link (which
+//!   `RESOLVE_BENEATH` always refuses, even one pointing inside the root), a walk in user space
+//!   ([`walk`]) looks up one name at a time relative to a directory descriptor it holds, never follows a link
+//!   for the kernel's path lookup, and resolves every link target itself by the same rules. A link swapped in
+//!   at any moment is either seen and judged, or makes the lookup fail; it is never followed unchecked.
+//!
+//! Both ways give the same answers: `..` may not climb above the root, a link may point anywhere beneath it
+//! (an absolute one must start with the root's canonical path), and every refusal looks like a missing file.
+//! Neither defends against a writer outside the root (one who can move the root's directories elsewhere while
+//! a request walks them); that is beyond what the root's owner hands out.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Flags every served file is opened with: read-only, and never blocking on a FIFO or becoming a terminal.
@@ -61,100 +70,92 @@ impl Confinement {
 
     /// Opens `path` for reading, guaranteed to lie beneath the root.
     ///
+    /// This does blocking file-system I/O; call it off the async executor. The root is opened on every call
+    /// rather than once, so that a root which is a symbolic link may be switched atomically to a new tree (the
+    /// usual way to deploy one) and the next request sees it; a relative root is resolved against the current
+    /// working directory at the time of the call. The root itself is followed if it is a link; below it:
+    ///
+    /// - With `follow_symlinks`, links are followed while their targets stay beneath the root (an absolute
+    ///   target must start with the root's canonical path). `path` is normally the root followed by plain
+    ///   names, as [`DirResolver`](super::DirResolver) builds it; an absolute `path` spelled another way is
+    ///   accepted like an absolute link's target.
+    /// - Without it, `path` must be lexically beneath the configured root and no component after the root may
+    ///   be a symbolic link.
+    ///
     /// On Linux 5.6 and later this is one `openat2(2)` call relative to the root with `RESOLVE_BENEATH` (and
-    /// `RESOLVE_NO_SYMLINKS` when links are refused): the kernel resolves and opens in one step, so a link
-    /// swapped in concurrently cannot lead outside. Where `openat2` is missing or filtered (`ENOSYS`, `EPERM`),
-    /// or `path` is not lexically beneath the configured root, or the path crosses an absolute symbolic link
-    /// (which `RESOLVE_BENEATH` always refuses, even when it points inside the root), it falls back to
-    /// [`check`](Self::check) and opening the canonical target.
+    /// `RESOLVE_NO_SYMLINKS` when links are refused). Where `openat2` is missing or filtered (`ENOSYS`,
+    /// `EPERM`, `E2BIG`), where `path` is not lexically beneath the configured root, and where the path
+    /// crosses an absolute symbolic link (which `RESOLVE_BENEATH` always refuses), the [`walk`] resolves it one
+    /// component at a time instead. Neither can be led outside by a link swapped in concurrently (see the
+    /// module docs).
     ///
     /// The file is opened non-blocking without a controlling terminal; the caller refuses anything that is not
     /// a regular file.
     ///
     /// # Errors
     ///
-    /// As [`check`](Self::check): `NotFound` for a missing file and for any escape; resource errors (`EMFILE`,
-    /// `ENFILE`, `ENOMEM`) unchanged, so that they can be answered with 503.
+    /// - `io::ErrorKind::NotFound` when the target (or the root) is missing, lies outside the root, crosses a
+    ///   refused symbolic link, or cannot be resolved for any other reason (a component not a directory, a
+    ///   loop, a name too long). These all look the same, so that a client cannot learn anything about the
+    ///   file system outside the root.
+    /// - `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged, so that they can be answered
+    ///   with 403 and 503.
     pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
+        let root = self.open_root()?;
         #[cfg(target_os = "linux")]
         if let Ok(below_root) = path.strip_prefix(&self.root) {
-            match openat2::open_beneath(&self.root, below_root, self.follow_symlinks) {
+            match openat2::open_beneath(root.as_fd(), below_root, self.follow_symlinks) {
                 Ok(file) => return Ok(file),
                 Err(e) if openat2::is_unsupported(&e) => {}
-                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: let the
-                // canonical check decide those.
+                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
+                // decides those.
                 Err(e) if self.follow_symlinks && e.raw_os_error() == Some(libc::EXDEV) => {}
-                Err(e) => return Err(openat2::client_error(e)),
+                Err(e) => return Err(client_error(e)),
             }
         }
-        let target = self.check(path)?;
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(OPEN_FLAGS & !libc::O_RDONLY & !libc::O_CLOEXEC)
-            .open(target)
+        self.walk_from(root.as_fd(), path)
     }
 
-    /// Returns the path to open: the canonical target of `path`, guaranteed (as of this call) to lie under
-    /// the canonical root.
-    ///
-    /// This does blocking file-system I/O; call it off the async executor. The root is canonicalized on
-    /// every call rather than once, so that a root which is a symbolic link may be switched atomically to a
-    /// new tree (the usual way to deploy one) and the next request sees it. A relative root is resolved
-    /// against the current working directory at the time of the call.
-    ///
-    /// With `follow_symlinks`, `path` may be any path whose target (all links followed) lies beneath the
-    /// canonical root. Without it, `path` must be lexically beneath the configured root (the root followed
-    /// by plain names, as [`DirResolver`](super::DirResolver) builds it), and no component after the root may
-    /// be a symbolic link; the root itself may be one.
-    ///
-    /// # Errors
-    ///
-    /// - `io::ErrorKind::NotFound` when the target is missing, lies outside the root, crosses a refused
-    ///   symbolic link, or cannot be resolved for any other reason (a component not a directory, a loop,
-    ///   no permission, a name too long). These all look the same, so that a client cannot learn anything
-    ///   about the file system outside the root.
-    /// - The error of canonicalizing the root itself, unchanged, when the root cannot be resolved (it is the
-    ///   operator's configuration, not the client's input).
-    pub(crate) fn check(&self, path: &Path) -> io::Result<PathBuf> {
-        let root = fs::canonicalize(&self.root)?;
-        if self.follow_symlinks {
-            let target = fs::canonicalize(path).map_err(|_| not_found())?;
-            // `starts_with` compares whole components: `/srv/www2` is not beneath `/srv/www`.
-            if target.starts_with(&root) {
-                Ok(target)
-            } else {
-                Err(not_found())
-            }
-        } else {
-            let below_root = path.strip_prefix(&self.root).map_err(|_| not_found())?;
-            walk_without_symlinks(root, below_root)
-        }
+    /// [`open`](Self::open) without `openat2`, as on a kernel that lacks it.
+    #[cfg(test)]
+    fn open_by_walk(&self, path: &Path) -> io::Result<File> {
+        self.walk_from(self.open_root()?.as_fd(), path)
+    }
+
+    /// The root directory, followed if it is a link, opened only to look names up in.
+    fn open_root(&self) -> io::Result<OwnedFd> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(walk::SEARCH_FLAGS)
+            .open(&self.root)
+            .map(OwnedFd::from)
+            .map_err(client_error)
+    }
+
+    /// Opens `path` beneath the directory `root` (this confinement's root, opened) by the [`walk`].
+    fn walk_from(&self, root: BorrowedFd<'_>, path: &Path) -> io::Result<File> {
+        let below_root = match path.strip_prefix(&self.root) {
+            Ok(below_root) => below_root,
+            // Another spelling (through a link to the root, say): resolved like an absolute link's target.
+            Err(_) if path.is_absolute() && self.follow_symlinks => path,
+            Err(_) => return Err(not_found()),
+        };
+        walk::open_beneath(root, &self.root, below_root, self.follow_symlinks)
     }
 }
 
 #[cfg(target_os = "linux")]
 mod openat2;
 
-/// Appends the plain names of `below_root` to the canonical `root` one at a time, refusing any component
-/// that is a symbolic link, is missing, or is not a plain name.
-fn walk_without_symlinks(root: PathBuf, below_root: &Path) -> io::Result<PathBuf> {
-    let mut target = root;
-    for component in below_root.components() {
-        match component {
-            Component::Normal(name) => {
-                target.push(name);
-                let metadata = fs::symlink_metadata(&target).map_err(|_| not_found())?;
-                if metadata.file_type().is_symlink() {
-                    return Err(not_found());
-                }
-            }
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(not_found());
-            }
-        }
+mod walk;
+
+/// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
+/// failure, escapes included, looks like a missing file.
+fn client_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
+        _ => not_found(),
     }
-    Ok(target)
 }
 
 /// The one error a client-facing failure turns into, whatever its cause.

@@ -7,9 +7,8 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// `struct open_how` of `<linux/openat2.h>` (version 0, 24 bytes).
@@ -22,15 +21,10 @@ struct OpenHow {
 
 /// Opens `below_root` relative to the directory `root` without ever leaving it.
 pub(super) fn open_beneath(
-    root: &Path,
+    root: BorrowedFd<'_>,
     below_root: &Path,
     follow_symlinks: bool,
 ) -> io::Result<File> {
-    // The root itself may be a link (a `current -> v2` deploy): it is followed here, once per open.
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(root)?;
     let relative = if below_root.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -47,12 +41,12 @@ pub(super) fn open_beneath(
         mode: 0,
         resolve,
     };
-    // SAFETY: `dir` is an open directory descriptor, `name` a NUL-terminated string, and `how` a valid
+    // SAFETY: `root` is an open directory descriptor, `name` a NUL-terminated string, and `how` a valid
     // `open_how` whose size is passed with it; all three outlive the call, which writes to none of them.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            dir.as_raw_fd(),
+            root.as_raw_fd(),
             name.as_ptr(),
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
@@ -73,12 +67,4 @@ pub(super) fn is_unsupported(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::ENOSYS | libc::EPERM | libc::E2BIG)
     )
-}
-
-/// What a failed open means to a client: escapes look like a missing file; resource errors stay.
-pub(super) fn client_error(e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
-        _ => io::ErrorKind::NotFound.into(),
-    }
 }

@@ -1,5 +1,11 @@
+//! Every rule of [`Confinement::open`], checked both ways it resolves: through `openat2` where the kernel has it
+//! (through the walk where it has not), and through the walk alone, as on a kernel without `openat2`.
+
 use super::*;
+use std::fs;
+use std::io::Read;
 use std::os::unix::fs::symlink;
+use std::path::{Component, PathBuf};
 
 /// A temporary tree: `outside/secret`, `root/inside.txt`, `root/sub/deep.txt`.
 struct Tree {
@@ -35,10 +41,56 @@ impl Tree {
     }
 }
 
-fn assert_not_found(result: io::Result<PathBuf>) {
-    match result {
-        Err(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}"),
-        Ok(p) => panic!("expected NotFound, got {}", p.display()),
+/// The two ways a confined file is opened.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    /// [`Confinement::open`]: `openat2` on this kernel if it has it, the walk for what `openat2` refuses.
+    Open,
+    /// [`Confinement::open_by_walk`]: the walk alone.
+    Walk,
+}
+
+const WAYS: [Way; 2] = [Way::Open, Way::Walk];
+
+/// The bytes of the file `c` opens at `path`, one `way`.
+fn read(c: &Confinement, way: Way, path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = match way {
+        Way::Open => c.open(path)?,
+        Way::Walk => c.open_by_walk(path)?,
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Both ways open `path` and read `expected`.
+#[track_caller]
+fn assert_reads(c: &Confinement, path: &Path, expected: &[u8]) {
+    for way in WAYS {
+        match read(c, way, path) {
+            Ok(bytes) => assert_eq!(bytes, expected, "{way:?} {}", path.display()),
+            Err(e) => panic!("{way:?} {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Both ways refuse `path` with `NotFound`.
+#[track_caller]
+fn assert_not_found(c: &Confinement, path: &Path) {
+    for way in WAYS {
+        match read(c, way, path) {
+            Err(e) => assert_eq!(
+                e.kind(),
+                io::ErrorKind::NotFound,
+                "{way:?} {}: {e}",
+                path.display()
+            ),
+            Ok(bytes) => panic!(
+                "{way:?} {} opened: {:?}",
+                path.display(),
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
     }
 }
 
@@ -57,14 +109,12 @@ fn relative_to_cwd(abs: &Path) -> PathBuf {
 }
 
 #[test]
-fn plain_file_inside_root_is_returned_canonical() {
+fn plain_file_inside_root_is_opened() {
     let tree = Tree::new();
     for follow in [true, false] {
-        let got = tree
-            .confinement(follow)
-            .check(&tree.root().join("sub/deep.txt"))
-            .expect("file inside root");
-        assert_eq!(got, tree.root().join("sub/deep.txt"));
+        let c = tree.confinement(follow);
+        assert_reads(&c, &tree.root().join("sub/deep.txt"), b"deep");
+        assert_reads(&c, &tree.root().join("inside.txt"), b"in");
     }
 }
 
@@ -72,28 +122,45 @@ fn plain_file_inside_root_is_returned_canonical() {
 fn symlink_inside_root_to_file_inside_is_followed() {
     let tree = Tree::new();
     symlink("sub/deep.txt", tree.root().join("link")).expect("symlink");
-    let got = tree
-        .confinement(true)
-        .check(&tree.root().join("link"))
-        .expect("in-root link");
-    assert_eq!(got, tree.root().join("sub/deep.txt"));
+    symlink(tree.root().join("sub/deep.txt"), tree.root().join("abs")).expect("symlink");
+    symlink("../inside.txt", tree.root().join("sub/up")).expect("symlink");
+    symlink("sub", tree.root().join("subdir")).expect("symlink");
+    let c = tree.confinement(true);
+    assert_reads(&c, &tree.root().join("link"), b"deep");
+    assert_reads(&c, &tree.root().join("abs"), b"deep");
+    assert_reads(&c, &tree.root().join("sub/up"), b"in");
+    assert_reads(&c, &tree.root().join("subdir/deep.txt"), b"deep");
+}
+
+#[test]
+fn dotdot_in_a_link_target_may_move_within_the_root() {
+    let tree = Tree::new();
+    symlink("sub/../inside.txt", tree.root().join("rel")).expect("symlink");
+    symlink(
+        tree.root().join("sub/../sub/deep.txt"),
+        tree.root().join("abs"),
+    )
+    .expect("symlink");
+    symlink("sub", tree.root().join("subdir")).expect("symlink");
+    let c = tree.confinement(true);
+    assert_reads(&c, &tree.root().join("rel"), b"in");
+    assert_reads(&c, &tree.root().join("abs"), b"deep");
+    // `..` after a linked directory leaves the link's target, as the kernel resolves it.
+    assert_reads(&c, &tree.root().join("subdir/../inside.txt"), b"in");
 }
 
 #[test]
 fn symlink_to_file_outside_root_is_not_found() {
     let tree = Tree::new();
     symlink(tree.outside().join("secret"), tree.root().join("leak")).expect("symlink");
-    assert_not_found(tree.confinement(true).check(&tree.root().join("leak")));
+    assert_not_found(&tree.confinement(true), &tree.root().join("leak"));
 }
 
 #[test]
 fn symlinked_directory_pointing_outside_is_not_found() {
     let tree = Tree::new();
     symlink(tree.outside(), tree.root().join("out")).expect("symlink");
-    assert_not_found(
-        tree.confinement(true)
-            .check(&tree.root().join("out/secret")),
-    );
+    assert_not_found(&tree.confinement(true), &tree.root().join("out/secret"));
 }
 
 #[test]
@@ -101,11 +168,21 @@ fn relative_dotdot_symlink_escaping_root_is_not_found() {
     let tree = Tree::new();
     symlink("../outside/secret", tree.root().join("up")).expect("symlink");
     symlink("../../outside", tree.root().join("sub/updir")).expect("symlink");
-    assert_not_found(tree.confinement(true).check(&tree.root().join("up")));
-    assert_not_found(
-        tree.confinement(true)
-            .check(&tree.root().join("sub/updir/secret")),
-    );
+    let c = tree.confinement(true);
+    assert_not_found(&c, &tree.root().join("up"));
+    assert_not_found(&c, &tree.root().join("sub/updir/secret"));
+}
+
+#[test]
+fn absolute_link_climbing_out_by_dotdot_is_not_found() {
+    let tree = Tree::new();
+    // Lexically it starts with the root; resolved, it leaves it.
+    symlink(
+        tree.root().join("../outside/secret"),
+        tree.root().join("climb"),
+    )
+    .expect("symlink");
+    assert_not_found(&tree.confinement(true), &tree.root().join("climb"));
 }
 
 #[test]
@@ -115,23 +192,26 @@ fn sibling_directory_sharing_the_root_name_prefix_is_outside() {
     fs::create_dir(&sibling).expect("mkdir root2");
     fs::write(sibling.join("f"), b"x").expect("write");
     symlink("../root2/f", tree.root().join("sib")).expect("symlink");
-    assert_not_found(tree.confinement(true).check(&tree.root().join("sib")));
+    symlink(sibling.join("f"), tree.root().join("abs-sib")).expect("symlink");
+    let c = tree.confinement(true);
+    assert_not_found(&c, &tree.root().join("sib"));
+    assert_not_found(&c, &tree.root().join("abs-sib"));
 }
 
 #[test]
 fn lexical_dotdot_escaping_root_is_not_found() {
     let tree = Tree::new();
     let path = tree.root().join("../outside/secret");
-    assert_not_found(tree.confinement(true).check(&path));
-    assert_not_found(tree.confinement(false).check(&path));
+    assert_not_found(&tree.confinement(true), &path);
+    assert_not_found(&tree.confinement(false), &path);
 }
 
 #[test]
 fn path_not_beneath_root_at_all_is_not_found() {
     let tree = Tree::new();
     let path = tree.outside().join("secret");
-    assert_not_found(tree.confinement(true).check(&path));
-    assert_not_found(tree.confinement(false).check(&path));
+    assert_not_found(&tree.confinement(true), &path);
+    assert_not_found(&tree.confinement(false), &path);
 }
 
 #[test]
@@ -139,22 +219,20 @@ fn in_root_symlink_is_refused_without_follow_symlinks() {
     let tree = Tree::new();
     symlink("sub/deep.txt", tree.root().join("link")).expect("symlink");
     symlink("sub", tree.root().join("subdir")).expect("symlink");
-    assert_not_found(tree.confinement(false).check(&tree.root().join("link")));
-    assert_not_found(
-        tree.confinement(false)
-            .check(&tree.root().join("subdir/deep.txt")),
-    );
+    symlink(tree.root().join("inside.txt"), tree.root().join("abs")).expect("symlink");
+    let strict = tree.confinement(false);
+    assert_not_found(&strict, &tree.root().join("link"));
+    assert_not_found(&strict, &tree.root().join("subdir/deep.txt"));
+    assert_not_found(&strict, &tree.root().join("abs"));
 }
 
 #[test]
 fn missing_file_is_not_found() {
     let tree = Tree::new();
     for follow in [true, false] {
-        assert_not_found(tree.confinement(follow).check(&tree.root().join("nope")));
-        assert_not_found(
-            tree.confinement(follow)
-                .check(&tree.root().join("nope/deeper")),
-        );
+        let c = tree.confinement(follow);
+        assert_not_found(&c, &tree.root().join("nope"));
+        assert_not_found(&c, &tree.root().join("nope/deeper"));
     }
 }
 
@@ -162,8 +240,7 @@ fn missing_file_is_not_found() {
 fn file_used_as_directory_is_not_found() {
     let tree = Tree::new();
     for follow in [true, false] {
-        let path = tree.root().join("inside.txt/x");
-        assert_not_found(tree.confinement(follow).check(&path));
+        assert_not_found(&tree.confinement(follow), &tree.root().join("inside.txt/x"));
     }
 }
 
@@ -171,7 +248,7 @@ fn file_used_as_directory_is_not_found() {
 fn dangling_symlink_is_not_found() {
     let tree = Tree::new();
     symlink("nowhere", tree.root().join("dangling")).expect("symlink");
-    assert_not_found(tree.confinement(true).check(&tree.root().join("dangling")));
+    assert_not_found(&tree.confinement(true), &tree.root().join("dangling"));
 }
 
 #[test]
@@ -179,7 +256,29 @@ fn symlink_loop_is_not_found() {
     let tree = Tree::new();
     symlink("b", tree.root().join("a")).expect("symlink");
     symlink("a", tree.root().join("b")).expect("symlink");
-    assert_not_found(tree.confinement(true).check(&tree.root().join("a")));
+    symlink("self/x", tree.root().join("self")).expect("symlink");
+    let c = tree.confinement(true);
+    assert_not_found(&c, &tree.root().join("a"));
+    assert_not_found(&c, &tree.root().join("self"));
+}
+
+#[test]
+fn link_expansions_are_bounded_like_the_kernels() {
+    let tree = Tree::new();
+    // link0 -> inside.txt, link{i} -> link{i-1}: opening link{n} expands n + 1 links.
+    symlink("inside.txt", tree.root().join("link0")).expect("symlink");
+    for i in 1..=walk::MAX_LINK_EXPANSIONS {
+        symlink(
+            format!("link{}", i - 1),
+            tree.root().join(format!("link{i}")),
+        )
+        .expect("symlink");
+    }
+    let c = tree.confinement(true);
+    let last = walk::MAX_LINK_EXPANSIONS - 1;
+    assert_reads(&c, &tree.root().join(format!("link{last}")), b"in");
+    let over = walk::MAX_LINK_EXPANSIONS;
+    assert_not_found(&c, &tree.root().join(format!("link{over}")));
 }
 
 #[test]
@@ -188,14 +287,13 @@ fn relative_root_works() {
     let rel_root = relative_to_cwd(&tree.root());
     assert!(rel_root.is_relative());
     for follow in [true, false] {
-        let confinement = Confinement::new(rel_root.clone().into(), follow);
-        let got = confinement
-            .check(&rel_root.join("inside.txt"))
-            .expect("file under relative root");
-        assert_eq!(got, tree.root().join("inside.txt"));
+        let c = Confinement::new(rel_root.clone().into(), follow);
+        assert_reads(&c, &rel_root.join("inside.txt"), b"in");
     }
-    let confinement = Confinement::new(rel_root.clone().into(), true);
-    assert_not_found(confinement.check(&rel_root.join("../outside/secret")));
+    symlink(tree.root().join("inside.txt"), tree.root().join("abs")).expect("symlink");
+    let c = Confinement::new(rel_root.clone().into(), true);
+    assert_reads(&c, &rel_root.join("abs"), b"in");
+    assert_not_found(&c, &rel_root.join("../outside/secret"));
 }
 
 #[test]
@@ -204,108 +302,36 @@ fn root_that_is_itself_a_symlink_works() {
     let link_root = tree.base().join("current");
     symlink("root", &link_root).expect("symlink root");
     for follow in [true, false] {
-        let confinement = Confinement::new(link_root.clone().into(), follow);
-        let got = confinement
-            .check(&link_root.join("sub/deep.txt"))
-            .expect("file under symlinked root");
-        assert_eq!(got, tree.root().join("sub/deep.txt"));
+        let c = Confinement::new(link_root.clone().into(), follow);
+        assert_reads(&c, &link_root.join("sub/deep.txt"), b"deep");
     }
     symlink(tree.outside(), tree.root().join("out")).expect("symlink");
-    let confinement = Confinement::new(link_root.clone().into(), true);
-    assert_not_found(confinement.check(&link_root.join("out/secret")));
+    // An absolute link is compared with the root's canonical path, not with the link to it.
+    symlink(tree.root().join("inside.txt"), tree.root().join("abs")).expect("symlink");
+    let c = Confinement::new(link_root.clone().into(), true);
+    assert_not_found(&c, &link_root.join("out/secret"));
+    assert_reads(&c, &link_root.join("abs"), b"in");
 }
 
 #[test]
-fn switching_a_symlinked_root_is_seen_by_the_next_check() {
+fn switching_a_symlinked_root_is_seen_by_the_next_open() {
     let tree = Tree::new();
     let v2 = tree.base().join("v2");
     fs::create_dir(&v2).expect("mkdir v2");
     fs::write(v2.join("new.txt"), b"new").expect("write");
     let link_root = tree.base().join("current");
     symlink("root", &link_root).expect("symlink root");
-    let confinement = Confinement::new(link_root.clone().into(), true);
-    assert!(confinement.check(&link_root.join("inside.txt")).is_ok());
+    let c = Confinement::new(link_root.clone().into(), true);
+    assert_reads(&c, &link_root.join("inside.txt"), b"in");
     fs::remove_file(&link_root).expect("unlink");
     symlink("v2", &link_root).expect("relink");
-    let got = confinement
-        .check(&link_root.join("new.txt"))
-        .expect("new tree visible");
-    assert_eq!(got, v2.join("new.txt"));
+    assert_reads(&c, &link_root.join("new.txt"), b"new");
+    assert_not_found(&c, &link_root.join("inside.txt"));
 }
 
 #[test]
-fn missing_root_reports_its_own_error() {
+fn missing_root_is_not_found() {
     let tree = Tree::new();
-    let confinement = Confinement::new(tree.base().join("no-root").into(), true);
-    let err = confinement
-        .check(&tree.base().join("no-root/f"))
-        .expect_err("root is missing");
-    assert_eq!(err.kind(), io::ErrorKind::NotFound);
-}
-
-fn read_opened(c: &Confinement, path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    c.open(path)?.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-#[test]
-fn open_reads_files_and_in_root_links_beneath_the_root() {
-    let tree = Tree::new();
-    symlink(tree.root().join("sub/deep.txt"), tree.root().join("link")).expect("symlink");
-    let c = tree.confinement(true);
-    assert_eq!(
-        read_opened(&c, &tree.root().join("inside.txt")).expect("open"),
-        b"in"
-    );
-    assert_eq!(
-        read_opened(&c, &tree.root().join("link")).expect("open"),
-        b"deep"
-    );
-}
-
-#[test]
-fn open_refuses_every_way_out_with_not_found() {
-    let tree = Tree::new();
-    symlink(tree.outside().join("secret"), tree.root().join("abs")).expect("symlink");
-    symlink("../outside/secret", tree.root().join("rel")).expect("symlink");
-    symlink(tree.outside(), tree.root().join("dir")).expect("symlink");
-    symlink(tree.root().join("inside.txt"), tree.root().join("inner")).expect("symlink");
-    let c = tree.confinement(true);
-    for path in [
-        tree.root().join("abs"),
-        tree.root().join("rel"),
-        tree.root().join("dir/secret"),
-        tree.root().join("../outside/secret"),
-        tree.root().join("missing"),
-    ] {
-        match read_opened(&c, &path) {
-            Err(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound, "{}: {e}", path.display()),
-            Ok(bytes) => panic!(
-                "{} opened: {:?}",
-                path.display(),
-                String::from_utf8_lossy(&bytes)
-            ),
-        }
-    }
-    let strict = tree.confinement(false);
-    let e = read_opened(&strict, &tree.root().join("inner")).expect_err("links refused");
-    assert_eq!(e.kind(), io::ErrorKind::NotFound);
-    assert_eq!(
-        read_opened(&strict, &tree.root().join("inside.txt")).expect("plain file"),
-        b"in"
-    );
-}
-
-#[test]
-fn open_follows_a_symlinked_root() {
-    let tree = Tree::new();
-    let alias = tree.base().join("current");
-    symlink(tree.root(), &alias).expect("symlink");
-    let c = Confinement::new(alias.clone().into(), false);
-    assert_eq!(
-        read_opened(&c, &alias.join("sub/deep.txt")).expect("open"),
-        b"deep"
-    );
+    let c = Confinement::new(tree.base().join("no-root").into(), true);
+    assert_not_found(&c, &tree.base().join("no-root/f"));
 }
