@@ -335,3 +335,74 @@ fn missing_root_is_not_found() {
     let c = Confinement::new(tree.base().join("no-root").into(), true);
     assert_not_found(&c, &tree.base().join("no-root/f"));
 }
+
+#[test]
+fn a_directory_swapped_for_a_link_outside_never_leads_outside() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let tree = Tree::new();
+    fs::write(tree.outside().join("deep.txt"), b"secret").expect("write outside deep");
+    let sub = tree.root().join("sub");
+    let parked = tree.root().join("parked");
+    // Both kinds of way out: an absolute link, and a relative one climbing above the root.
+    let links = [tree.root().join("abs-out"), tree.root().join("rel-out")];
+    symlink(tree.outside(), &links[0]).expect("symlink");
+    symlink("../outside", &links[1]).expect("symlink");
+    let target = sub.join("deep.txt");
+    let confinements = [tree.confinement(true), tree.confinement(false)];
+    let stop = AtomicBool::new(false);
+
+    /// Stops the swapper however the opening side ends, a failed assertion included.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let (inside, refused) = std::thread::scope(|s| {
+        let stop_swapping = StopOnDrop(&stop);
+        let swapper = s.spawn(|| {
+            let mut rounds = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let link = &links[(rounds % 2) as usize];
+                // `sub` is a directory, then missing, then a link out, then missing, then a directory again.
+                fs::rename(&sub, &parked).expect("park the directory");
+                fs::rename(link, &sub).expect("link in its place");
+                fs::rename(&sub, link).expect("take the link back");
+                fs::rename(&parked, &sub).expect("restore the directory");
+                rounds += 1;
+            }
+            rounds
+        });
+        let (mut inside, mut refused) = (0u32, 0u32);
+        for round in 0..200_000u32 {
+            for c in &confinements {
+                for way in WAYS {
+                    match read(c, way, &target) {
+                        Ok(bytes) => {
+                            assert_eq!(bytes, b"deep", "{way:?} read through the swapped link");
+                            inside += 1;
+                        }
+                        Err(e) => {
+                            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{way:?}: {e}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            if (round >= 5_000 && inside >= 100 && refused >= 100) || swapper.is_finished() {
+                break;
+            }
+        }
+        drop(stop_swapping);
+        let rounds = swapper.join().expect("swapper thread");
+        assert!(rounds > 0, "the swapper never ran");
+        (inside, refused)
+    });
+    // Both outcomes occurred, so the opens really raced the swaps.
+    assert!(
+        inside > 0 && refused > 0,
+        "inside {inside}, refused {refused}"
+    );
+}
