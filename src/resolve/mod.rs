@@ -8,9 +8,8 @@
 //!
 //! `resolve` runs on the async executor for every request, so the built-in resolvers do no file-system I/O
 //! there: [`DirResolver`] and [`CidResolver`] only check the URL path lexically. A file that must stay beneath
-//! a root carries that root (see [`ResolvedFile::confined_to`]); the service checks it when it opens the file,
-//! inside `tokio::task::spawn_blocking`, by canonicalizing the target and verifying that it still lies under
-//! the canonical root.
+//! a root carries that root (see [`ResolvedFile::confined_to`]); the service opens such a file beneath its root,
+//! inside `tokio::task::spawn_blocking`, resolving every symbolic link on the way so that none leads outside.
 //!
 //! # Writing a resolver
 //!
@@ -308,13 +307,14 @@ impl ResolvedFile {
 
     /// Requires that the file, once every symbolic link is followed, lies beneath `root`.
     ///
-    /// The service checks this when it opens the file, off the async executor; a target outside `root` is
+    /// The service enforces this when it opens the file, off the async executor; a target outside `root` is
     /// answered 404 Not Found, exactly like a missing one. `root` may be relative or itself a symbolic link:
-    /// it is canonicalized at each check.
+    /// it is resolved again at each open.
     ///
-    /// Checking and opening are still two steps: someone who can write beneath `root` and swaps a checked
-    /// component for a symbolic link in between is not stopped. Confinement guards against links left in
-    /// the tree, not against a concurrent writer inside it.
+    /// No check is separate from the open (it is one `openat2(2)` call on Linux 5.6 and later, otherwise a
+    /// walk that opens one component at a time relative to the directory it holds and never lets the kernel
+    /// follow a link): someone who can write beneath `root` and swaps a directory for a symbolic link while a
+    /// request is being served cannot lead it outside.
     ///
     /// Default: not confined (the path is opened as given).
     ///
@@ -347,8 +347,8 @@ impl ResolvedFile {
         self
     }
 
-    /// The root the file must stay beneath, if it is confined; the service calls
-    /// [`Confinement::check`] on it before opening.
+    /// The root the file must stay beneath, if it is confined; the service opens the file with
+    /// [`Confinement::open`].
     pub(crate) fn confinement(&self) -> Option<&Confinement> {
         self.confinement.as_ref()
     }

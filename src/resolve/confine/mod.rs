@@ -1,0 +1,167 @@
+//! Keeping an opened file beneath a root directory, symbolic links included.
+//!
+//! Resolvers check URL paths lexically and do no I/O; what the path means on disk (symbolic links, a root
+//! that is itself a link) is decided here, in blocking code the service runs inside
+//! `tokio::task::spawn_blocking` just before it opens the file.
+//!
+//! # Races
+//!
+//! Whoever can write beneath the root may replace any directory on the way to a file with a symbolic link
+//! while a request is being resolved. [`Confinement::open`] is built so that this never leads outside:
+//!
+//! - On Linux 5.6 and later it resolves and opens in one `openat2(2)` call with `RESOLVE_BENEATH` (and
+//!   `RESOLVE_NO_SYMLINKS` when links are refused): there is no moment between checking and opening.
+//! - Where `openat2` is unavailable or filtered, and for paths crossing an absolute link (which
+//!   `RESOLVE_BENEATH` always refuses, even one pointing inside the root), a walk in user space
+//!   ([`walk`]) looks up one name at a time relative to a directory descriptor it holds, never follows a link
+//!   for the kernel's path lookup, and resolves every link target itself by the same rules. A link swapped in
+//!   at any moment is either seen and judged, or makes the lookup fail; it is never followed unchecked.
+//!
+//! Both ways give the same answers: `..` may not climb above the root, a link may point anywhere beneath it
+//! (an absolute one must start with the root's canonical path), and every refusal looks like a missing file.
+//! Neither defends against a writer outside the root (one who can move the root's directories elsewhere while
+//! a request walks them); that is beyond what the root's owner hands out.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Flags every served file is opened with: read-only, and never blocking on a FIFO or becoming a terminal.
+const OPEN_FLAGS: i32 = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+/// A root that a file must stay beneath once symbolic links are resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Confinement {
+    /// The root as configured: possibly relative, possibly a symbolic link.
+    pub(super) root: Arc<Path>,
+    /// Whether links below the root may be followed (to targets that are still beneath it).
+    pub(super) follow_symlinks: bool,
+}
+
+impl Confinement {
+    /// Confines to `root`, following links below it if `follow_symlinks`.
+    pub(super) fn new(root: Arc<Path>, follow_symlinks: bool) -> Self {
+        Self {
+            root,
+            follow_symlinks,
+        }
+    }
+
+    /// A non-zero digest of this confinement (root as configured, symlink policy), with which a cached
+    /// mapping records the confinement it was last verified under.
+    pub(crate) fn tag(&self) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        // FNV-1a: deterministic, a few nanoseconds for a short root.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in self
+            .root
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .chain([u8::from(self.follow_symlinks)].iter())
+        {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h.max(1)
+    }
+
+    /// Opens `path` for reading, guaranteed to lie beneath the root.
+    ///
+    /// This does blocking file-system I/O; call it off the async executor. The root is opened on every call
+    /// rather than once, so that a root which is a symbolic link may be switched atomically to a new tree (the
+    /// usual way to deploy one) and the next request sees it; a relative root is resolved against the current
+    /// working directory at the time of the call. The root itself is followed if it is a link; below it:
+    ///
+    /// - With `follow_symlinks`, links are followed while their targets stay beneath the root (an absolute
+    ///   target must start with the root's canonical path). `path` is normally the root followed by plain
+    ///   names, as [`DirResolver`](super::DirResolver) builds it; an absolute `path` spelled another way is
+    ///   accepted like an absolute link's target.
+    /// - Without it, `path` must be lexically beneath the configured root and no component after the root may
+    ///   be a symbolic link.
+    ///
+    /// On Linux 5.6 and later this is one `openat2(2)` call relative to the root with `RESOLVE_BENEATH` (and
+    /// `RESOLVE_NO_SYMLINKS` when links are refused). Where `openat2` is missing or filtered (`ENOSYS`,
+    /// `EPERM`, `E2BIG`), where `path` is not lexically beneath the configured root, and where the path
+    /// crosses an absolute symbolic link (which `RESOLVE_BENEATH` always refuses), the [`walk`] resolves it one
+    /// component at a time instead. Neither can be led outside by a link swapped in concurrently (see the
+    /// module docs).
+    ///
+    /// The file is opened non-blocking without a controlling terminal; the caller refuses anything that is not
+    /// a regular file.
+    ///
+    /// # Errors
+    ///
+    /// - `io::ErrorKind::NotFound` when the target (or the root) is missing, lies outside the root, crosses a
+    ///   refused symbolic link, or cannot be resolved for any other reason (a component not a directory, a
+    ///   loop, a name too long). These all look the same, so that a client cannot learn anything about the
+    ///   file system outside the root.
+    /// - `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged, so that they can be answered
+    ///   with 403 and 503.
+    pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
+        let root = self.open_root()?;
+        #[cfg(target_os = "linux")]
+        if let Ok(below_root) = path.strip_prefix(&self.root) {
+            match openat2::open_beneath(root.as_fd(), below_root, self.follow_symlinks) {
+                Ok(file) => return Ok(file),
+                Err(e) if openat2::is_unsupported(&e) => {}
+                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
+                // decides those.
+                Err(e) if self.follow_symlinks && e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) => return Err(client_error(e)),
+            }
+        }
+        self.walk_from(root.as_fd(), path)
+    }
+
+    /// [`open`](Self::open) without `openat2`, as on a kernel that lacks it.
+    #[cfg(test)]
+    fn open_by_walk(&self, path: &Path) -> io::Result<File> {
+        self.walk_from(self.open_root()?.as_fd(), path)
+    }
+
+    /// The root directory, followed if it is a link, opened only to look names up in.
+    fn open_root(&self) -> io::Result<OwnedFd> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(walk::SEARCH_FLAGS)
+            .open(&self.root)
+            .map(OwnedFd::from)
+            .map_err(client_error)
+    }
+
+    /// Opens `path` beneath the directory `root` (this confinement's root, opened) by the [`walk`].
+    fn walk_from(&self, root: BorrowedFd<'_>, path: &Path) -> io::Result<File> {
+        let below_root = match path.strip_prefix(&self.root) {
+            Ok(below_root) => below_root,
+            // Another spelling (through a link to the root, say): resolved like an absolute link's target.
+            Err(_) if path.is_absolute() && self.follow_symlinks => path,
+            Err(_) => return Err(not_found()),
+        };
+        walk::open_beneath(root, &self.root, below_root, self.follow_symlinks)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod openat2;
+
+mod walk;
+
+/// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
+/// failure, escapes included, looks like a missing file.
+fn client_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
+        _ => not_found(),
+    }
+}
+
+/// The one error a client-facing failure turns into, whatever its cause.
+fn not_found() -> io::Error {
+    io::ErrorKind::NotFound.into()
+}
+
+#[cfg(test)]
+mod tests;
