@@ -89,8 +89,10 @@ impl Confinement {
     /// component at a time instead. Neither can be led outside by a link swapped in concurrently (see the
     /// module docs).
     ///
-    /// The file is opened non-blocking without a controlling terminal; the caller refuses anything that is not
-    /// a regular file.
+    /// Only a regular file is opened (non-blocking, without a controlling terminal): what the path names is
+    /// looked at first (with `O_PATH`, or `fstatat` on the walk), so a directory, FIFO, socket or device is
+    /// refused without ever being opened. The caller still checks the opened descriptor, which catches a file
+    /// swapped for something else in between.
     ///
     /// # Errors
     ///
@@ -98,14 +100,25 @@ impl Confinement {
     ///   refused symbolic link, or cannot be resolved for any other reason (a component not a directory, a
     ///   loop, a name too long). These all look the same, so that a client cannot learn anything about the
     ///   file system outside the root.
+    /// - `io::ErrorKind::IsADirectory` for a directory, `NotFound` for a FIFO, socket or device.
     /// - `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged, so that they can be answered
     ///   with 403 and 503.
     pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
         let root = self.open_root()?;
         #[cfg(target_os = "linux")]
         if let Ok(below_root) = path.strip_prefix(&self.root) {
-            match openat2::open_beneath(root.as_fd(), below_root, self.follow_symlinks) {
+            let open = |flags| {
+                openat2::open_beneath(root.as_fd(), below_root, self.follow_symlinks, flags)
+            };
+            // Look first (an `O_PATH` descriptor opens nothing), then open only a regular file.
+            let looked = open(libc::O_PATH | libc::O_CLOEXEC).and_then(|located| {
+                let metadata = located.metadata()?;
+                only_regular(&metadata.file_type())?;
+                open(OPEN_FLAGS)
+            });
+            match looked {
                 Ok(file) => return Ok(file),
+                Err(e) if e.raw_os_error().is_none() => return Err(e),
                 Err(e) if openat2::is_unsupported(&e) => {}
                 // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
                 // decides those.
@@ -148,6 +161,17 @@ impl Confinement {
 mod openat2;
 
 mod walk;
+
+/// `Ok` for a regular file; `IsADirectory` for a directory; `NotFound` for a FIFO, socket, device or link.
+fn only_regular(file_type: &std::fs::FileType) -> io::Result<()> {
+    if file_type.is_file() {
+        Ok(())
+    } else if file_type.is_dir() {
+        Err(io::ErrorKind::IsADirectory.into())
+    } else {
+        Err(not_found())
+    }
+}
 
 /// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
 /// failure, escapes included, looks like a missing file.

@@ -19,11 +19,12 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// Opens `below_root` relative to the directory `root` without ever leaving it.
+/// Opens `below_root` relative to the directory `root` with `flags`, without ever leaving it.
 pub(super) fn open_beneath(
     root: BorrowedFd<'_>,
     below_root: &Path,
     follow_symlinks: bool,
+    flags: i32,
 ) -> io::Result<File> {
     let relative = if below_root.as_os_str().is_empty() {
         Path::new(".")
@@ -37,7 +38,7 @@ pub(super) fn open_beneath(
         resolve |= libc::RESOLVE_NO_SYMLINKS;
     }
     let how = OpenHow {
-        flags: super::OPEN_FLAGS as u64,
+        flags: flags as u64,
         mode: 0,
         resolve,
     };

@@ -406,3 +406,73 @@ fn a_directory_swapped_for_a_link_outside_never_leads_outside() {
         "inside {inside}, refused {refused}"
     );
 }
+
+/// A FIFO whose writer is blocked in `open` until some process opens the read end: if the confinement opened
+/// it (even non-blocking, even for a moment), the writer would wake.
+#[test]
+fn a_fifo_is_refused_without_ever_being_opened() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tree = Tree::new();
+    let fifo = tree.root().join("pipe");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: `name` is a valid NUL-terminated path that outlives the call; mkfifo only reads it.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::mkfifo(name.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", io::Error::last_os_error());
+    symlink("pipe", tree.root().join("to-pipe")).expect("symlink");
+    let woke = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (fifo, woke) = (fifo.clone(), Arc::clone(&woke));
+        std::thread::spawn(move || {
+            let opened = fs::OpenOptions::new().write(true).open(&fifo);
+            woke.store(true, Ordering::SeqCst);
+            opened
+        })
+    };
+    // Let the writer reach its blocking open before anything could open the read end.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for follow in [true, false] {
+        let c = tree.confinement(follow);
+        for way in WAYS {
+            for path in [fifo.clone(), tree.root().join("to-pipe")] {
+                let e = read(&c, way, &path).expect_err("a FIFO is not served");
+                assert_eq!(
+                    e.kind(),
+                    io::ErrorKind::NotFound,
+                    "{way:?} {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!woke.load(Ordering::SeqCst), "the FIFO was opened");
+    // Release the writer: open the read end ourselves.
+    let _reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the read end");
+    writer.join().expect("writer").expect("writer opened");
+    assert!(woke.load(Ordering::SeqCst));
+}
+
+#[test]
+fn a_directory_is_refused_as_a_directory() {
+    let tree = Tree::new();
+    for follow in [true, false] {
+        let c = tree.confinement(follow);
+        for way in WAYS {
+            for path in [tree.root().join("sub"), tree.root()] {
+                let e = read(&c, way, &path).expect_err("a directory is not served");
+                assert_eq!(
+                    e.kind(),
+                    io::ErrorKind::IsADirectory,
+                    "{way:?} {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

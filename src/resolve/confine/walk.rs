@@ -123,7 +123,15 @@ impl Walk<'_> {
             };
             let is_last = self.pending.is_empty();
             let opened = if is_last {
-                sys::open_file(self.current(), &name).map(Opened::File)
+                // Look before opening: only a regular file is opened; a link is expanded below.
+                match sys::file_type_at(self.current(), &name) {
+                    Ok(libc::S_IFLNK) => Err(io::Error::from_raw_os_error(libc::ELOOP)),
+                    Ok(libc::S_IFREG) => sys::open_file(self.current(), &name).map(Opened::File),
+                    Ok(libc::S_IFDIR) => return Err(io::ErrorKind::IsADirectory.into()),
+                    // A FIFO, socket or device: never opened.
+                    Ok(_) => return Err(not_found()),
+                    Err(e) => Err(e),
+                }
             } else {
                 sys::open_dir(self.current(), &name).map(Opened::Dir)
             };
@@ -145,8 +153,8 @@ impl Walk<'_> {
                 Err(e) => return Err(client_error(e)),
             }
         }
-        // The path ends at a directory (nothing below the root, or a last `..`): open that one.
-        sys::open_file(self.current(), c".").map_err(client_error)
+        // The path ends at a directory (nothing below the root, or a last `..`): not a file to serve.
+        Err(io::ErrorKind::IsADirectory.into())
     }
 
     /// Puts the components of `target` in front of those still pending; an absolute `target` restarts from
@@ -220,6 +228,27 @@ mod sys {
         let fd = openat(dir, name, OPEN_FLAGS | libc::O_NOFOLLOW)?;
         // SAFETY: `openat` just returned `fd` as a new descriptor that nothing else owns.
         Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// The file type bits (`S_IFMT`) of `name` in `dir`, a link's own rather than its target's: looked at
+    /// with `fstatat(AT_SYMLINK_NOFOLLOW)`, without opening anything.
+    pub(super) fn file_type_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::mode_t> {
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both outliving the call;
+        // `stat` is a writable `struct stat` the kernel fills in when it returns 0.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                stat.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fstatat` returned 0, so it initialized `stat`.
+        Ok(unsafe { stat.assume_init() }.st_mode & libc::S_IFMT)
     }
 
     /// Whether an open with `O_NOFOLLOW` may have failed because the name is a link.
