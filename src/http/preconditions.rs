@@ -48,9 +48,10 @@ pub(crate) fn evaluate_preconditions(
             range_applies: true,
         };
     }
-    // Most requests carry no conditional field at all: one pass over the field names tells, for less than
-    // the five lookups below would cost.
-    if !headers.keys().any(is_conditional) {
+    // One pass over the field names says which conditionals are present, for less than looking each up;
+    // most requests carry none at all.
+    let present = Present::scan(headers);
+    if present.none() {
         return Precondition::Proceed {
             range_applies: true,
         };
@@ -59,12 +60,16 @@ pub(crate) fn evaluate_preconditions(
     let modified = validators.last_modified.map(unix_seconds);
     let get_or_head = *method == Method::GET || *method == Method::HEAD;
 
-    if headers.contains_key(header::IF_MATCH) {
+    if present.if_match {
         // §13.2.2 step 1, evaluated per §13.1.1.
         if !if_match_holds(headers, ours) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = single_http_date(headers, &header::IF_UNMODIFIED_SINCE) {
+    } else if let Some(date) = present
+        .if_unmodified_since
+        .then(|| single_http_date(headers, &header::IF_UNMODIFIED_SINCE))
+        .flatten()
+    {
         // §13.2.2 step 2 (only without If-Match), evaluated per §13.1.4. A representation
         // without a modification date makes the field ignored (§13.1.4).
         if modified.is_some_and(|modified| modified > date) {
@@ -72,7 +77,7 @@ pub(crate) fn evaluate_preconditions(
         }
     }
 
-    if headers.contains_key(header::IF_NONE_MATCH) {
+    if present.if_none_match {
         // §13.2.2 step 3, evaluated per §13.1.2.
         if !if_none_match_holds(headers, ours) {
             return if get_or_head {
@@ -84,10 +89,11 @@ pub(crate) fn evaluate_preconditions(
     } else if get_or_head {
         // §13.2.2 step 4 (only without If-None-Match, only GET/HEAD), evaluated per §13.1.3.
         // Ignored when the date is invalid, has several members, or we have no date.
-        if let (Some(date), Some(modified)) = (
-            single_http_date(headers, &header::IF_MODIFIED_SINCE),
-            modified,
-        ) {
+        let date = present
+            .if_modified_since
+            .then(|| single_http_date(headers, &header::IF_MODIFIED_SINCE))
+            .flatten();
+        if let (Some(date), Some(modified)) = (date, modified) {
             if modified <= date {
                 return Precondition::NotModified;
             }
@@ -96,20 +102,50 @@ pub(crate) fn evaluate_preconditions(
 
     // §13.2.2 step 5: If-Range decides whether a Range field is honoured.
     Precondition::Proceed {
-        range_applies: if_range_holds(headers, validators, ours, modified),
+        range_applies: !present.if_range || if_range_holds(headers, validators, ours, modified),
     }
 }
 
-/// Whether `name` is one of the five conditional fields of RFC 9110 §13.1.
-fn is_conditional(name: &header::HeaderName) -> bool {
-    [
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-    ]
-    .contains(name)
+/// Which of the five conditional fields of RFC 9110 §13.1 a request carries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Present {
+    if_match: bool,
+    if_none_match: bool,
+    if_modified_since: bool,
+    if_unmodified_since: bool,
+    if_range: bool,
+}
+
+impl Present {
+    /// One pass over the field names (each distinct name once).
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut present = Self::default();
+        for name in headers.keys() {
+            let flag = if name == header::IF_MATCH {
+                &mut present.if_match
+            } else if name == header::IF_NONE_MATCH {
+                &mut present.if_none_match
+            } else if name == header::IF_MODIFIED_SINCE {
+                &mut present.if_modified_since
+            } else if name == header::IF_UNMODIFIED_SINCE {
+                &mut present.if_unmodified_since
+            } else if name == header::IF_RANGE {
+                &mut present.if_range
+            } else {
+                continue;
+            };
+            *flag = true;
+        }
+        present
+    }
+
+    fn none(self) -> bool {
+        !(self.if_match
+            || self.if_none_match
+            || self.if_modified_since
+            || self.if_unmodified_since
+            || self.if_range)
+    }
 }
 
 /// §13.1.1: `*` holds (a current representation always exists here); a list holds when one

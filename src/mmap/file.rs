@@ -283,12 +283,12 @@ impl MmapFile {
     /// The strong ETag, quoted, as sent in the `ETag` header.
     pub fn etag(&self) -> &str {
         // Built from ASCII in `FileIdentity::etag`.
-        std::str::from_utf8(&self.validators.etag).unwrap_or_default()
+        std::str::from_utf8(self.validators.etag.as_bytes()).unwrap_or_default()
     }
 
     /// The `Last-Modified` header value (IMF-fixdate).
     pub fn last_modified(&self) -> &str {
-        std::str::from_utf8(&self.validators.last_modified).unwrap_or_default()
+        std::str::from_utf8(self.validators.last_modified.as_bytes()).unwrap_or_default()
     }
     pub(crate) fn validators(&self) -> &FileValidators {
         &self.validators

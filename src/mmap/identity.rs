@@ -5,6 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::HeaderValue;
 
 /// The identity of a file on disk at the moment it was opened: device, inode, length and timestamps.
 ///
@@ -124,17 +125,18 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The HTTP validators of a file, formatted once per mapping so that serving a request formats nothing.
+/// The HTTP validators of a file, formatted (and checked as field values) once per mapping, so that serving
+/// a request formats and checks nothing: each is cloned into the response as it is.
 #[derive(Debug, Clone)]
 pub(crate) struct FileValidators {
     /// The quoted strong ETag.
-    pub(crate) etag: Bytes,
+    pub(crate) etag: HeaderValue,
     /// Last-Modified as an IMF-fixdate (RFC 9110 §5.6.7).
-    pub(crate) last_modified: Bytes,
+    pub(crate) last_modified: HeaderValue,
     /// Last-Modified as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
     /// The length in decimal, for a full response's Content-Length.
-    pub(crate) length: Bytes,
+    pub(crate) length: HeaderValue,
 }
 
 impl FileValidators {
@@ -147,11 +149,15 @@ impl FileValidators {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let last_modified_time = UNIX_EPOCH + Duration::from_secs(secs);
+        // Hex digits, letters, quotes, commas, colons and spaces: valid field values.
+        let value = |text: String| {
+            HeaderValue::from_maybe_shared(Bytes::from(text)).expect("an ASCII validator")
+        };
         Self {
-            etag: Bytes::from(identity.etag()),
-            last_modified: Bytes::from(httpdate::fmt_http_date(last_modified_time)),
+            etag: value(identity.etag()),
+            last_modified: value(httpdate::fmt_http_date(last_modified_time)),
             last_modified_time,
-            length: Bytes::from(identity.len().to_string()),
+            length: HeaderValue::from(identity.len()),
         }
     }
 }
@@ -228,7 +234,7 @@ mod tests {
             v.last_modified_time,
             UNIX_EPOCH + Duration::from_secs(1_700_000_000)
         );
-        assert_eq!(&v.last_modified[..], b"Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(v.last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
         let now = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
         assert_eq!(FileValidators::new(&id, now).last_modified_time, now);
     }

@@ -244,13 +244,10 @@ pub(crate) fn render(
             .content_type
             .clone()
             .unwrap_or_else(response::default_content_type),
-        etag: match &resolved.etag {
-            Some(etag) => etag.clone(),
-            None => preformatted(v.etag.clone()),
-        },
-        last_modified: preformatted(v.last_modified.clone()),
+        etag: resolved.etag.as_ref().unwrap_or(&v.etag).clone(),
+        last_modified: v.last_modified.clone(),
         last_modified_time: v.last_modified_time,
-        content_length: preformatted(v.length.clone()),
+        content_length: v.length.clone(),
         cache_control: resolved.cache_control.clone(),
         watch: file.is_shared().then(|| Watch {
             file: Arc::clone(file),
@@ -258,11 +255,6 @@ pub(crate) fn render(
         }),
     };
     response::respond(&parts.method, &parts.headers, &rep, limits)
-}
-
-fn preformatted(value: bytes::Bytes) -> HeaderValue {
-    // Formatted from ASCII digits, letters, quotes, commas, colons and spaces in mmap::identity.
-    HeaderValue::from_maybe_shared(value).expect("validators are valid header values")
 }
 
 /// The response for an error on the way to a file; 5xx are logged here, once.
