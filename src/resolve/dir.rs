@@ -262,24 +262,36 @@ fn extension_of(path: &Path) -> Option<&std::ffi::OsStr> {
 
 /// Percent-decodes one raw URL path segment exactly once and checks that it is a safe file name.
 fn decode_segment(raw: &str) -> Result<Cow<'_, str>, Rejection> {
-    if !escapes_are_well_formed(raw) {
-        return Err(MALFORMED_ESCAPE);
-    }
-    let segment = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| NOT_UTF8)?;
+    let segment = if raw.contains('%') {
+        if !escapes_are_well_formed(raw) {
+            return Err(MALFORMED_ESCAPE);
+        }
+        percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| NOT_UTF8)?
+    } else {
+        // Nothing to decode (the usual case): the segment is the raw text, already UTF-8.
+        Cow::Borrowed(raw)
+    };
     if segment == "." || segment == ".." {
         return Err(DOT_SEGMENT);
     }
-    for c in segment.chars() {
-        match c {
-            '/' | '\\' => return Err(SEPARATOR),
-            ':' => return Err(COLON),
-            c if c.is_control() => return Err(CONTROL),
-            _ => {}
-        }
+    let refusal = |c: char| match c {
+        '/' | '\\' => Some(SEPARATOR),
+        ':' => Some(COLON),
+        c if c.is_control() => Some(CONTROL),
+        _ => None,
+    };
+    let refused = if segment.is_ascii() {
+        // Byte by byte: for ASCII the same test, without decoding characters.
+        segment.bytes().find_map(|b| refusal(char::from(b)))
+    } else {
+        segment.chars().find_map(refusal)
+    };
+    match refused {
+        Some(rejection) => Err(rejection),
+        None => Ok(segment),
     }
-    Ok(segment)
 }
 
 /// Whether every `%` in `raw` starts a `%XX` escape with two hexadecimal digits (RFC 3986 §2.1).
