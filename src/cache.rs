@@ -24,6 +24,10 @@ pub enum Revalidate {
     /// Check at most once per interval per file: a replaced file is noticed within the interval.
     Every(Duration),
     /// Never check: for immutable, content-addressed files whose name is their content.
+    ///
+    /// Files under this policy count as immutable everywhere: they are mapped even when the SIGBUS guard
+    /// cannot protect the mapping (see [`sigbus_protection_active`](crate::sigbus_protection_active)), so a
+    /// truncation of one would kill the process. Do not use it to save `stat` calls on files that may change.
     Never,
 }
 
@@ -60,6 +64,8 @@ pub struct CacheStats {
 /// - **One open per miss**: concurrent lookups of the same missing path wait for a single open and map.
 /// - **Revalidation**: cached entries are compared with the disk under a [`Revalidate`] policy.
 /// - **Eviction** only drops the cache's reference: a mapping is unmapped when its last `Bytes` is dropped.
+/// - **Keys** are paths as `Path` compares them (`a//b` and `a/./b` are `a/b`); a file read on demand (no
+///   SIGBUS protection, see [`MmapFile::reads_on_demand`]) is not kept, since it holds a descriptor.
 ///
 /// Lookups that miss or revalidate do blocking file-system work; from async code call them in
 /// `tokio::task::spawn_blocking`, or use [`get_if_fresh`](Self::get_if_fresh), which never touches the disk.
@@ -176,7 +182,7 @@ impl MmapCache {
         let path = key;
         let mut open = Some(open);
         loop {
-            let cached = match self.files.get_value_or_guard(key_of(path), None) {
+            let cached = match self.files.get_value_or_guard(&*key_of(path), None) {
                 GuardResult::Value(file) => file,
                 GuardResult::Guard(guard) => {
                     self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -184,8 +190,10 @@ impl MmapCache {
                     let open = open.take().expect("one open per lookup");
                     let file = Arc::new(open(self)?);
                     file.set_checked_at(clock());
-                    // Refused only when the cache was changed under the guard; the file is still good to serve.
-                    let _ = guard.insert(Arc::clone(&file));
+                    if keeps(&file) {
+                        // Refused only when the cache was changed under the guard; the file is still good.
+                        let _ = guard.insert(Arc::clone(&file));
+                    }
                     return Ok(file);
                 }
                 // A lookup without a timeout waits for the guard holder instead.
@@ -212,12 +220,12 @@ impl MmapCache {
                 Ok(_) => {
                     self.counters.stale.fetch_add(1, Ordering::Relaxed);
                     self.files
-                        .remove_if(key_of(path), |v| Arc::ptr_eq(v, &cached));
+                        .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
                     // Go round again: this (or a concurrent) lookup opens the new file once.
                 }
                 Err(e) => {
                     self.files
-                        .remove_if(key_of(path), |v| Arc::ptr_eq(v, &cached));
+                        .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
                     return Err(MmapError::from_io(path, e));
                 }
             }
@@ -240,7 +248,7 @@ impl MmapCache {
         revalidate: Revalidate,
         accept: impl FnOnce(&MmapFile) -> bool,
     ) -> Option<Arc<MmapFile>> {
-        let file = self.files.get(key_of(path))?;
+        let file = self.files.get(&*key_of(path))?;
         if is_due(&file, revalidate) || !accept(&file) {
             return None;
         }
@@ -251,12 +259,16 @@ impl MmapCache {
     /// Caches `file` under `key`, replacing whatever was there.
     pub(crate) fn replace(&self, key: &Path, file: Arc<MmapFile>) {
         file.set_checked_at(clock());
-        self.files.insert(key_of(key).to_vec(), file);
+        if keeps(&file) {
+            self.files.insert(key_of(key).into_owned(), file);
+        } else {
+            self.files.remove(&*key_of(key));
+        }
     }
 
     /// Drops the cached mapping of `path`, if any; returns whether there was one.
     pub fn remove(&self, path: &Path) -> bool {
-        self.files.remove(key_of(path)).is_some()
+        self.files.remove(&*key_of(path)).is_some()
     }
 
     /// The number of files cached.
@@ -428,15 +440,35 @@ impl MmapCacheBuilder {
 }
 
 /// Whether `cached` may keep being served as it is under `revalidate`: a mapping of a file that may change
-/// needs the SIGBUS guard (one `sigaction` call, made only when a revalidation is due anyway).
+/// needs the SIGBUS guard, registered and still active (one `sigaction` call, made only when a revalidation
+/// is due anyway).
 fn still_safe(cached: &MmapFile, revalidate: Revalidate) -> bool {
-    !cached.is_mapped() || revalidate == Revalidate::Never || crate::mmap::file::protection_active()
+    !cached.is_mapped()
+        || revalidate == Revalidate::Never
+        || (!cached.is_unprotected_mapping() && crate::mmap::file::protection_active())
 }
 
-/// The cache key of `path`: its bytes, as the OS spells them.
-fn key_of(path: &Path) -> &[u8] {
+/// Whether the cache keeps `file`: not one read on demand, which holds a descriptor (a cache of thousands of
+/// them would run the process out of descriptors); each request for it opens it again instead.
+fn keeps(file: &MmapFile) -> bool {
+    !file.reads_on_demand()
+}
+
+/// The cache key of `path`: its bytes, normalised as `Path` compares paths (`a//b`, `a/./b` and `a/b/` are all
+/// `a/b`), so that every spelling of a path finds one entry. Hashing bytes is a few nanoseconds where `Path`'s
+/// own `Hash` walks the components; the walk happens here only for a path that needs it.
+fn key_of(path: &Path) -> std::borrow::Cow<'_, [u8]> {
     use std::os::unix::ffi::OsStrExt;
-    path.as_os_str().as_bytes()
+    let bytes = path.as_os_str().as_bytes();
+    let needs_walk = bytes.windows(2).any(|w| w == b"//")
+        || bytes.windows(3).any(|w| w == b"/./")
+        || (bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/.")));
+    if needs_walk {
+        let normal: std::path::PathBuf = path.components().collect();
+        std::borrow::Cow::Owned(normal.into_os_string().into_encoded_bytes())
+    } else {
+        std::borrow::Cow::Borrowed(bytes)
+    }
 }
 
 fn default_shards() -> usize {
@@ -481,6 +513,10 @@ fn clock() -> u64 {
 fn is_due(file: &MmapFile, revalidate: Revalidate) -> bool {
     if file.is_poisoned() {
         // Never served again from the cache: the check that follows finds it changed and re-maps it.
+        return true;
+    }
+    if revalidate != Revalidate::Never && file.is_unprotected_mapping() {
+        // Mapped unprotected for an immutable request; this one may change: the check replaces it.
         return true;
     }
     match revalidate {
@@ -578,6 +614,28 @@ mod tests {
         cache.clear();
         let expected: Vec<u8> = (1000..2000).map(|i| (i as u8).wrapping_add(7)).collect();
         assert_eq!(slice, expected);
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_finds_one_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "f", 100, 0);
+        let cache = MmapCache::new(10);
+        let first = cache.get_or_create(&p).unwrap();
+        let dir = d.path().display().to_string();
+        for spelling in [
+            format!("{dir}//f"),
+            format!("{dir}/./f"),
+            format!("{dir}/f/."),
+        ] {
+            let again = cache.get_if_fresh(Path::new(&spelling), Revalidate::Never);
+            assert!(again.is_some_and(|f| Arc::ptr_eq(&f, &first)), "{spelling}");
+        }
+        assert!(cache.remove(Path::new(&format!("{dir}//./f"))));
+        assert!(cache.is_empty());
+        assert_eq!(key_of(Path::new("/a//b/./c/")), &b"/a/b/c"[..]);
+        assert_eq!(key_of(Path::new("./a")), &b"./a"[..]);
+        assert_eq!(key_of(Path::new("/")), &b"/"[..]);
     }
 
     #[test]

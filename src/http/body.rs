@@ -244,13 +244,17 @@ impl MmapBody {
         result.map_err(|e| {
             self.failed = true;
             match &self.watch {
-                Some(watch) => io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{} changed while being served: {e}",
-                        watch.file.path().display()
-                    ),
-                ),
+                Some(watch) => {
+                    // A short read is the file changing too: never served again from the cache.
+                    watch.file.mark_changed();
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} changed while being served: {e}",
+                            watch.file.path().display()
+                        ),
+                    )
+                }
                 None => e,
             }
         })

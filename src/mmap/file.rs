@@ -171,8 +171,9 @@ impl MmapFile {
     /// The whole file as zero-copy [`Bytes`].
     ///
     /// For a file [read on demand](Self::reads_on_demand) this reads the whole file now, into a buffer of its
-    /// own; if that fails (the file was shortened since it was opened), it logs why and returns no bytes
-    /// rather than bytes that are not the file's.
+    /// own (a blocking read); if that fails (the file was shortened since it was opened), it logs why and
+    /// returns no bytes. A file rewritten in place while it is read is not detected here; the service's
+    /// bodies re-check the file before their last frame.
     pub fn bytes(&self) -> Bytes {
         match &self.content {
             Content::Memory(data) => data.clone(),
@@ -255,9 +256,22 @@ impl MmapFile {
                 (Content::Memory(_), None) => true,
             };
         if !same {
-            self.changed.store(true, Ordering::Relaxed);
+            self.mark_changed();
         }
         same
+    }
+
+    /// Marks the file as changed under a response (a failed check or a short read): it is never served again
+    /// from the cache, whose next lookup opens it afresh.
+    pub(crate) fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the bytes are a mapping the SIGBUS guard did not protect when it was made (an immutable file,
+    /// mapped while the guard was refused or replaced). Such a mapping must not serve a request for a file that
+    /// may change.
+    pub(crate) fn is_unprotected_mapping(&self) -> bool {
+        self.mapping.as_ref().is_some_and(|m| !m.protected)
     }
 
     /// Where the bytes are, for the response body.
@@ -376,6 +390,8 @@ pub(crate) struct Mapping {
     #[cfg(target_os = "linux")]
     registration: Option<super::guard::Registration>,
     map: Mmap,
+    /// Whether the guard was active and the mapping registered with it when it was made.
+    protected: bool,
 }
 
 impl Mapping {
@@ -416,7 +432,8 @@ fn map(
     config: MmapConfig,
     immutable: bool,
 ) -> Result<Option<(Bytes, Arc<Mapping>)>, MmapError> {
-    if !immutable && !protection_active() {
+    let guarded = protection_active();
+    if !immutable && !guarded {
         warn_unprotected();
         return Ok(None);
     }
@@ -453,10 +470,15 @@ fn map(
         // Hints are advice: an unsupported one (EINVAL on file-backed huge pages, say) changes nothing.
         let _ = map.advise(advice);
     }
+    #[cfg(target_os = "linux")]
+    let protected = guarded && registration.is_some();
+    #[cfg(not(target_os = "linux"))]
+    let protected = false;
     let mapping = Arc::new(Mapping {
         #[cfg(target_os = "linux")]
         registration,
         map,
+        protected,
     });
     Ok(Some((
         Bytes::from_owner(SharedMapping(Arc::clone(&mapping))),

@@ -110,11 +110,12 @@ impl Confinement {
             let open = |flags| {
                 openat2::open_beneath(root.as_fd(), below_root, self.follow_symlinks, flags)
             };
-            // Look first (an `O_PATH` descriptor opens nothing), then open only a regular file.
+            // Look first (an `O_PATH` descriptor opens nothing), then open only a regular file: the very inode
+            // looked at, through /proc.
             let looked = open(libc::O_PATH | libc::O_CLOEXEC).and_then(|located| {
                 let metadata = located.metadata()?;
                 only_regular(&metadata.file_type())?;
-                open(OPEN_FLAGS)
+                reopen_or(Some(&located), || open(OPEN_FLAGS))
             });
             match looked {
                 Ok(file) => return Ok(file),
@@ -161,6 +162,32 @@ impl Confinement {
 mod openat2;
 
 mod walk;
+
+/// Opens for reading the inode that `located` (an `O_PATH` descriptor of a regular file) refers to, through
+/// its `/proc/self/fd` entry: what was looked at is what gets opened, even if its name has since been given to
+/// a FIFO or a device. Where `/proc` is not mounted (or `located` is `None`), `by_name` opens the name again;
+/// the caller's check of the opened descriptor then refuses anything swapped in.
+fn reopen_or(
+    located: Option<&File>,
+    by_name: impl FnOnce() -> io::Result<File>,
+) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    if let Some(located) = located {
+        use std::os::fd::AsRawFd;
+        let proc_path = format!("/proc/self/fd/{}", located.as_raw_fd());
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(OPEN_FLAGS & !libc::O_RDONLY & !libc::O_CLOEXEC)
+            .open(proc_path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            reopened => return reopened,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = located;
+    by_name()
+}
 
 /// `Ok` for a regular file; `IsADirectory` for a directory; `NotFound` for a FIFO, socket, device or link.
 fn only_regular(file_type: &std::fs::FileType) -> io::Result<()> {

@@ -123,11 +123,15 @@ impl Walk<'_> {
             };
             let is_last = self.pending.is_empty();
             let opened = if is_last {
-                // Look before opening: only a regular file is opened; a link is expanded below.
-                match sys::file_type_at(self.current(), &name) {
-                    Ok(libc::S_IFLNK) => Err(io::Error::from_raw_os_error(libc::ELOOP)),
-                    Ok(libc::S_IFREG) => sys::open_file(self.current(), &name).map(Opened::File),
-                    Ok(libc::S_IFDIR) => return Err(io::ErrorKind::IsADirectory.into()),
+                // Look before opening: only a regular file is opened (the inode looked at, where /proc
+                // allows); a link is expanded below.
+                match sys::look(self.current(), &name) {
+                    Ok((libc::S_IFLNK, _)) => Err(io::Error::from_raw_os_error(libc::ELOOP)),
+                    Ok((libc::S_IFREG, located)) => {
+                        super::reopen_or(located.as_ref(), || sys::open_file(self.current(), &name))
+                            .map(Opened::File)
+                    }
+                    Ok((libc::S_IFDIR, _)) => return Err(io::ErrorKind::IsADirectory.into()),
                     // A FIFO, socket or device: never opened.
                     Ok(_) => return Err(not_found()),
                     Err(e) => Err(e),
@@ -230,25 +234,41 @@ mod sys {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
-    /// The file type bits (`S_IFMT`) of `name` in `dir`, a link's own rather than its target's: looked at
-    /// with `fstatat(AT_SYMLINK_NOFOLLOW)`, without opening anything.
-    pub(super) fn file_type_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::mode_t> {
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both outliving the call;
-        // `stat` is a writable `struct stat` the kernel fills in when it returns 0.
-        let rc = unsafe {
-            libc::fstatat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                stat.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+    /// The file type bits (`S_IFMT`) of `name` in `dir`, a link's own rather than its target's, looked at
+    /// without opening anything, and on Linux the `O_PATH` descriptor they were read from (for reopening
+    /// that very inode); elsewhere `fstatat(AT_SYMLINK_NOFOLLOW)`.
+    pub(super) fn look(
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+    ) -> io::Result<(libc::mode_t, Option<File>)> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let fd = openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
+            // SAFETY: `openat` just returned `fd` as a new descriptor that nothing else owns.
+            let located = unsafe { File::from_raw_fd(fd) };
+            let mode = located.metadata()?.mode() & libc::S_IFMT;
+            Ok((mode, Some(located)))
         }
-        // SAFETY: `fstatat` returned 0, so it initialized `stat`.
-        Ok(unsafe { stat.assume_init() }.st_mode & libc::S_IFMT)
+        #[cfg(not(target_os = "linux"))]
+        {
+            let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both outliving the
+            // call; `stat` is a writable `struct stat` the kernel fills in when it returns 0.
+            let rc = unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    stat.as_mut_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fstatat` returned 0, so it initialized `stat`.
+            Ok((unsafe { stat.assume_init() }.st_mode & libc::S_IFMT, None))
+        }
     }
 
     /// Whether an open with `O_NOFOLLOW` may have failed because the name is a link.
