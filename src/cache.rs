@@ -460,9 +460,13 @@ fn keeps(file: &MmapFile) -> bool {
 fn key_of(path: &Path) -> std::borrow::Cow<'_, [u8]> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
-    let needs_walk = bytes.windows(2).any(|w| w == b"//")
-        || bytes.windows(3).any(|w| w == b"/./")
-        || (bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/.")));
+    // What components() would normalise away: an empty or `.` name after a separator (`//`, `/./`, a trailing
+    // `/` or `/.`), in anything longer than `/`.
+    let needs_walk = bytes.len() > 1
+        && bytes
+            .split(|&b| b == b'/')
+            .skip(1)
+            .any(|name| name.is_empty() || name == b".");
     if needs_walk {
         let normal: std::path::PathBuf = path.components().collect();
         std::borrow::Cow::Owned(normal.into_os_string().into_encoded_bytes())
