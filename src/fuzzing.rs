@@ -52,6 +52,7 @@ pub fn evaluate_preconditions(
     let formatted = httpdate::fmt_http_date(time);
     let validators = Validators {
         etag,
+        etag_is_ours: false,
         last_modified: Some(time),
         last_modified_value: Some(formatted.as_bytes()),
     };

@@ -83,7 +83,9 @@ pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 #[cfg(target_os = "linux")]
 pub use mmap::guard::{caught_faults as sigbus_faults_caught, sigbus_protection_active};
 pub use mmap::identity::FileIdentity;
-pub use resolve::{CidResolver, DirResolver, Rejection, Resolution, Resolve, ResolvedFile};
+pub use resolve::{
+    CidResolver, DirResolver, Rejection, Resolution, Resolve, ResolvedFile, Resolving,
+};
 pub use service::{
     DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe, MmapServeLayer,
     ResponseFuture,

@@ -7,13 +7,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 
 /// The validators of the selected representation (RFC 9110 §8.8).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validators<'a> {
     /// The full entity-tag as sent in the ETag field, e.g. `"abc"` or `W/"abc"` (a resolver may supply weak ones).
     pub(crate) etag: &'a [u8],
+    /// `etag` is known to be a well-formed strong entity-tag (this crate made it), so it need not be parsed.
+    pub(crate) etag_is_ours: bool,
     /// Last-Modified, truncated to whole seconds; None when the representation has none.
     pub(crate) last_modified: Option<SystemTime>,
     /// The exact Last-Modified field value sent (IMF-fixdate bytes), for If-Range's exact-match rule; None if none.
@@ -48,7 +50,7 @@ pub(crate) fn evaluate_preconditions(
             range_applies: true,
         };
     }
-    // One pass over the field names says which conditionals are present, for less than looking each up;
+    // One pass over the fields finds the conditionals and keeps their values, so none is looked up again;
     // most requests carry none at all.
     let present = Present::scan(headers);
     if present.none() {
@@ -56,20 +58,29 @@ pub(crate) fn evaluate_preconditions(
             range_applies: true,
         };
     }
-    let ours = parse_entity_tag(validators.etag);
+    let ours = match validators
+        .etag
+        .get(1..validators.etag.len().saturating_sub(1))
+    {
+        Some(opaque) if validators.etag_is_ours => Some(EntityTag {
+            weak: false,
+            opaque,
+        }),
+        _ => parse_entity_tag(validators.etag),
+    };
+    let ours = ours.map(|tag| Ours {
+        tag,
+        field: validators.etag,
+    });
     let modified = validators.last_modified.map(unix_seconds);
     let get_or_head = *method == Method::GET || *method == Method::HEAD;
 
-    if present.if_match {
+    if present.if_match.is_present() {
         // §13.2.2 step 1, evaluated per §13.1.1.
-        if !if_match_holds(headers, ours) {
+        if !if_match_holds(headers, present.if_match, ours) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = present
-        .if_unmodified_since
-        .then(|| single_http_date(headers, &header::IF_UNMODIFIED_SINCE))
-        .flatten()
-    {
+    } else if let Some(date) = present.if_unmodified_since.only().and_then(http_date) {
         // §13.2.2 step 2 (only without If-Match), evaluated per §13.1.4. A representation
         // without a modification date makes the field ignored (§13.1.4).
         if modified.is_some_and(|modified| modified > date) {
@@ -77,9 +88,9 @@ pub(crate) fn evaluate_preconditions(
         }
     }
 
-    if present.if_none_match {
+    if present.if_none_match.is_present() {
         // §13.2.2 step 3, evaluated per §13.1.2.
-        if !if_none_match_holds(headers, ours) {
+        if !if_none_match_holds(headers, present.if_none_match, ours) {
             return if get_or_head {
                 Precondition::NotModified
             } else {
@@ -89,10 +100,7 @@ pub(crate) fn evaluate_preconditions(
     } else if get_or_head {
         // §13.2.2 step 4 (only without If-None-Match, only GET/HEAD), evaluated per §13.1.3.
         // Ignored when the date is invalid, has several members, or we have no date.
-        let date = present
-            .if_modified_since
-            .then(|| single_http_date(headers, &header::IF_MODIFIED_SINCE))
-            .flatten();
+        let date = present.if_modified_since.only().and_then(http_date);
         if let (Some(date), Some(modified)) = (date, modified) {
             if modified <= date {
                 return Precondition::NotModified;
@@ -102,26 +110,53 @@ pub(crate) fn evaluate_preconditions(
 
     // §13.2.2 step 5: If-Range decides whether a Range field is honoured.
     Precondition::Proceed {
-        range_applies: !present.if_range || if_range_holds(headers, validators, ours, modified),
+        range_applies: !present.if_range.is_present()
+            || if_range_holds(present.if_range, validators, ours.map(|o| o.tag), modified),
     }
 }
 
-/// Which of the five conditional fields of RFC 9110 §13.1 a request carries.
+/// One conditional field as [`Present::scan`] found it: its first field line, and whether more follow.
 #[derive(Debug, Default, Clone, Copy)]
-struct Present {
-    if_match: bool,
-    if_none_match: bool,
-    if_modified_since: bool,
-    if_unmodified_since: bool,
-    if_range: bool,
+struct Field<'a> {
+    first: Option<&'a HeaderValue>,
+    several: bool,
 }
 
-impl Present {
-    /// One pass over the field names (each distinct name once).
-    fn scan(headers: &HeaderMap) -> Self {
+impl<'a> Field<'a> {
+    fn is_present(self) -> bool {
+        self.first.is_some()
+    }
+
+    fn add(&mut self, value: &'a HeaderValue) {
+        if self.first.is_some() {
+            self.several = true;
+        } else {
+            self.first = Some(value);
+        }
+    }
+
+    /// The field's value when it has exactly one field line.
+    fn only(self) -> Option<&'a HeaderValue> {
+        if self.several { None } else { self.first }
+    }
+}
+
+/// The five conditional fields of RFC 9110 §13.1 in a request.
+#[derive(Debug, Default, Clone, Copy)]
+struct Present<'a> {
+    if_match: Field<'a>,
+    if_none_match: Field<'a>,
+    if_modified_since: Field<'a>,
+    if_unmodified_since: Field<'a>,
+    if_range: Field<'a>,
+}
+
+impl<'a> Present<'a> {
+    /// One pass over every field line.
+    fn scan(headers: &'a HeaderMap) -> Self {
         let mut present = Self::default();
-        for name in headers.keys() {
-            let flag = if name == header::IF_MATCH {
+        for (name, value) in headers {
+            let field = if name == header::IF_MATCH {
                 &mut present.if_match
             } else if name == header::IF_NONE_MATCH {
                 &mut present.if_none_match
@@ -134,24 +169,31 @@ impl Present {
             } else {
                 continue;
             };
-            *flag = true;
+            field.add(value);
         }
         present
     }
 
     fn none(self) -> bool {
-        !(self.if_match
-            || self.if_none_match
-            || self.if_modified_since
-            || self.if_unmodified_since
-            || self.if_range)
+        !(self.if_match.is_present()
+            || self.if_none_match.is_present()
+            || self.if_modified_since.is_present()
+            || self.if_unmodified_since.is_present()
+            || self.if_range.is_present())
     }
+}
+
+/// Our entity-tag, parsed, and the ETag field value it was parsed from.
+#[derive(Debug, Clone, Copy)]
+struct Ours<'a> {
+    tag: EntityTag<'a>,
+    field: &'a [u8],
 }
 
 /// §13.1.1: `*` holds (a current representation always exists here); a list holds when one
 /// member strongly matches ours; anything else (including a malformed list) is false.
-fn if_match_holds(headers: &HeaderMap, ours: Option<EntityTag<'_>>) -> bool {
-    match scan_tag_field(headers, &header::IF_MATCH, ours, strong_eq) {
+fn if_match_holds(headers: &HeaderMap, field: Field<'_>, ours: Option<Ours<'_>>) -> bool {
+    match scan_tag_field(headers, &header::IF_MATCH, field, ours, strong_eq) {
         TagField::Any => true,
         TagField::List { any_match } => any_match,
         TagField::Malformed => false,
@@ -160,8 +202,8 @@ fn if_match_holds(headers: &HeaderMap, ours: Option<EntityTag<'_>>) -> bool {
 
 /// §13.1.2: `*` is false (a current representation exists); a list is false when one member
 /// weakly matches ours. A malformed value matches nothing, so the condition holds.
-fn if_none_match_holds(headers: &HeaderMap, ours: Option<EntityTag<'_>>) -> bool {
-    match scan_tag_field(headers, &header::IF_NONE_MATCH, ours, weak_eq) {
+fn if_none_match_holds(headers: &HeaderMap, field: Field<'_>, ours: Option<Ours<'_>>) -> bool {
+    match scan_tag_field(headers, &header::IF_NONE_MATCH, field, ours, weak_eq) {
         TagField::Any => false,
         TagField::List { any_match } => !any_match,
         TagField::Malformed => true,
@@ -187,18 +229,14 @@ fn if_none_match_holds(headers: &HeaderMap, ours: Option<EntityTag<'_>>) -> bool
 ///   exact match of the date we issued, trusting the resolver's modification time not to
 ///   change twice within one second; clients are told to prefer the entity-tag anyway.
 fn if_range_holds(
-    headers: &HeaderMap,
+    field: Field<'_>,
     validators: &Validators<'_>,
     ours: Option<EntityTag<'_>>,
     modified: Option<i128>,
 ) -> bool {
-    let mut values = headers.get_all(header::IF_RANGE).iter();
-    let Some(value) = values.next() else {
-        return true;
+    let Some(value) = field.only() else {
+        return !field.is_present();
     };
-    if values.next().is_some() {
-        return false;
-    }
     let value = trim_ows(value.as_bytes());
     if let Some(theirs) = parse_entity_tag(value) {
         return ours.is_some_and(|ours| strong_eq(theirs, ours));
@@ -249,22 +287,33 @@ enum TagField {
 fn scan_tag_field(
     headers: &HeaderMap,
     name: &header::HeaderName,
-    ours: Option<EntityTag<'_>>,
+    field: Field<'_>,
+    ours: Option<Ours<'_>>,
     matches: fn(EntityTag<'_>, EntityTag<'_>) -> bool,
 ) -> TagField {
-    let values = headers.get_all(name);
-    let mut lines = values.iter();
-    if let (Some(only), None) = (lines.next(), lines.next()) {
-        if trim_ows(only.as_bytes()) == b"*" {
+    let member_matches = |theirs: EntityTag<'_>| ours.is_some_and(|ours| matches(theirs, ours.tag));
+    let Some(first) = field.first else {
+        return TagField::List { any_match: false };
+    };
+    if !field.several {
+        let line = first.as_bytes();
+        // The common case, a client echoing our ETag, needs no parsing: it is one valid entity-tag.
+        if let Some(ours) = ours.filter(|ours| ours.field == line) {
+            return TagField::List {
+                any_match: matches(ours.tag, ours.tag),
+            };
+        }
+        if trim_ows(line) == b"*" {
             return TagField::Any;
         }
+        return match scan_tag_list(line, member_matches) {
+            Some(any_match) => TagField::List { any_match },
+            None => TagField::Malformed,
+        };
     }
     let mut any_match = false;
-    for value in values {
-        let scanned = scan_tag_list(value.as_bytes(), |theirs| {
-            ours.is_some_and(|ours| matches(theirs, ours))
-        });
-        match scanned {
+    for value in headers.get_all(name) {
+        match scan_tag_list(value.as_bytes(), member_matches) {
             Some(matched) => any_match |= matched,
             None => return TagField::Malformed,
         }
@@ -328,16 +377,11 @@ fn is_etagc(byte: u8) -> bool {
     matches!(byte, 0x21 | 0x23..=0x7E | 0x80..=0xFF)
 }
 
-/// The one HTTP-date of a date-valued field, or None when the field is absent, has more than
-/// one field line, or is not a valid HTTP-date (§13.1.3, §13.1.4 say to ignore it then). A
-/// single line holding a list of dates fails to parse, so it is ignored as well.
-fn single_http_date(headers: &HeaderMap, name: &header::HeaderName) -> Option<i128> {
-    let mut values = headers.get_all(name).iter();
-    let only = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    parse_http_date(trim_ows(only.as_bytes()))
+/// The HTTP-date of a date-valued field line, or None when it is not a valid HTTP-date (§13.1.3, §13.1.4
+/// say to ignore the field then, and also when it has several field lines: callers pass only a lone line).
+/// A line holding a list of dates fails to parse, so it is ignored as well.
+fn http_date(value: &HeaderValue) -> Option<i128> {
+    parse_http_date(trim_ows(value.as_bytes()))
 }
 
 /// Parses an HTTP-date (§5.6.7: IMF-fixdate, RFC 850 or asctime) into Unix seconds.
@@ -410,6 +454,7 @@ mod tests {
     fn strong() -> Validators<'static> {
         Validators {
             etag: OURS.as_bytes(),
+            etag_is_ours: false,
             last_modified: Some(at(LM_SECS)),
             last_modified_value: Some(LM_IMF.as_bytes()),
         }
@@ -1529,6 +1574,7 @@ mod tests {
         fn view(&self) -> Validators<'_> {
             Validators {
                 etag: &self.etag,
+                etag_is_ours: false,
                 last_modified: self.last_modified.map(at),
                 last_modified_value: self.value_sent.then_some(LM_IMF.as_bytes()),
             }
@@ -1656,6 +1702,24 @@ mod tests {
             prop_assert_eq!(
                 evaluate_preconditions(&method, &build(&fields, mixed), &view),
                 evaluate_preconditions(&method, &build(&fields, lower), &view)
+            );
+        }
+
+        /// An entity-tag the service vouches for (`etag_is_ours`, not parsed) gives the verdicts that parsing it
+        /// gives, whatever the request says.
+        #[test]
+        fn a_trusted_etag_decides_as_a_parsed_one(
+            method in method(),
+            fields in fields(),
+            owned in validators(),
+        ) {
+            let parsed = owned.view();
+            prop_assume!(parse_entity_tag(parsed.etag).is_some_and(|tag| !tag.weak));
+            let trusted = Validators { etag_is_ours: true, ..parsed };
+            let headers = build(&fields, lower);
+            prop_assert_eq!(
+                evaluate_preconditions(&method, &headers, &trusted),
+                evaluate_preconditions(&method, &headers, &parsed)
             );
         }
 

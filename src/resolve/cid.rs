@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-use super::{Resolution, Resolve, ResolvedFile};
+use super::{Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Longest CID string considered at all: bounds the work of validating one (a CIDv1 with a 64-byte digest
 /// is about 150 characters in base32, under 800 even in base2).
@@ -199,6 +199,10 @@ impl Resolve for CidResolver {
 
     fn resolve(&self, head: &http::request::Parts) -> Self::Future {
         std::future::ready(self.resolve_path(head.uri.path()))
+    }
+
+    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+        Resolving::Ready(self.resolve_path(head.uri.path()))
     }
 }
 

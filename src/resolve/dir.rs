@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use percent_encoding::percent_decode_str;
 
-use super::{Rejection, Resolution, Resolve, ResolvedFile};
+use super::{Rejection, Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Resolves URL paths to files beneath a root directory.
 ///
@@ -215,6 +215,10 @@ impl Resolve for DirResolver {
 
     fn resolve(&self, head: &http::request::Parts) -> Self::Future {
         std::future::ready(self.resolve_path(head.uri.path()))
+    }
+
+    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+        Resolving::Ready(self.resolve_path(head.uri.path()))
     }
 }
 

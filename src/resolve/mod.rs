@@ -86,6 +86,38 @@ pub trait Resolve: Send + Sync + 'static {
     ///
     /// This runs on the async executor for every request: do no blocking I/O here.
     fn resolve(&self, head: &http::request::Parts) -> Self::Future;
+
+    /// Decides at once when no waiting is needed, or returns the future that will decide.
+    ///
+    /// The service calls this rather than [`resolve`](Resolve::resolve). A resolver that knows its answer
+    /// without waiting, as both built-in ones do, returns [`Resolving::Ready`]: a cached file is then answered
+    /// inside `call`, with nothing moved into a future. The default is
+    /// `Resolving::Pending(self.resolve(head))`; override it only with the same answer `resolve` gives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, Resolution, Resolve, Resolving};
+    ///
+    /// let (head, ()) = http::Request::get("/a.bin").body(())?.into_parts();
+    /// let Resolving::Ready(Resolution::File(file)) = DirResolver::new("/srv").resolve_now(&head) else {
+    ///     panic!("DirResolver decides at once");
+    /// };
+    /// assert_eq!(file.path, std::path::Path::new("/srv/a.bin"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+        Resolving::Pending(self.resolve(head))
+    }
+}
+
+/// What [`Resolve::resolve_now`] returns: the answer, or the future that gives it.
+#[derive(Debug)]
+pub enum Resolving<F> {
+    /// Decided without waiting.
+    Ready(Resolution),
+    /// To be awaited.
+    Pending(F),
 }
 
 impl<F, Fut> Resolve for F
@@ -105,6 +137,10 @@ impl<R: Resolve> Resolve for Arc<R> {
 
     fn resolve(&self, head: &http::request::Parts) -> Self::Future {
         R::resolve(self, head)
+    }
+
+    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+        R::resolve_now(self, head)
     }
 }
 

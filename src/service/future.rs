@@ -1,6 +1,7 @@
 //! The futures of [`MmapServe`](super::MmapServe): resolve, map on a blocking thread when needed, answer.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,38 +15,49 @@ use tokio::task::JoinHandle;
 use super::{error_response, not_found, open_blocking, policy_for, render};
 use crate::http::body::MmapBody;
 use crate::http::response::{self, Limits};
-use crate::resolve::{Resolution, ResolvedFile};
+use crate::resolve::{Resolution, ResolvedFile, Resolving};
 use crate::{MmapCache, MmapError, MmapFile, Resolve};
 
-pin_project! {
-    /// The response future of [`MmapServe`](super::MmapServe).
-    pub struct ResponseFuture<R: Resolve> {
-        #[pin]
-        kind: Kind<R>,
-    }
+/// The response future of [`MmapServe`](super::MmapServe).
+///
+/// A request for a cached file that the resolver names at once is answered inside `call`, and this future
+/// only hands the response over; otherwise it drives the resolver's future and the blocking open.
+pub struct ResponseFuture<R: Resolve> {
+    kind: Kind<R>,
 }
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind<R: Resolve> {
-        Serving { #[pin] serving: Serving<R> },
-        Ready { response: Option<Response<MmapBody>> },
-    }
+enum Kind<R: Resolve> {
+    Serving(Pin<Box<Serving<R>>>),
+    Ready(Option<Response<MmapBody>>),
 }
 
 impl<R: Resolve> ResponseFuture<R> {
-    pub(crate) fn serving(serving: Serving<R>) -> Self {
-        Self {
-            kind: Kind::Serving { serving },
+    pub(crate) fn start(start: Start<R>) -> Self {
+        match start {
+            Start::Done(outcome) => Self::ready(answer(outcome)),
+            Start::Later(serving) => Self {
+                kind: Kind::Serving(serving),
+            },
         }
     }
 
     pub(crate) fn ready(response: Response<MmapBody>) -> Self {
         Self {
-            kind: Kind::Ready {
-                response: Some(response),
-            },
+            kind: Kind::Ready(Some(response)),
         }
+    }
+}
+
+impl<R: Resolve> fmt::Debug for ResponseFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Serving(_) => "serving",
+            Kind::Ready(Some(_)) => "ready",
+            Kind::Ready(None) => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -53,17 +65,20 @@ impl<R: Resolve> Future for ResponseFuture<R> {
     type Output = Result<Response<MmapBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Serving { serving } => Poll::Ready(Ok(match ready!(serving.poll(cx)) {
-                Outcome::Response(response) => response,
-                Outcome::NotFound(parts) => {
-                    response::without_content_for_head(&parts.method, not_found())
-                }
-            })),
-            KindProj::Ready { response } => Poll::Ready(Ok(response
+        Poll::Ready(Ok(match &mut self.get_mut().kind {
+            Kind::Serving(serving) => answer(ready!(serving.as_mut().poll(cx))),
+            Kind::Ready(response) => response
                 .take()
-                .expect("ResponseFuture polled after completion"))),
-        }
+                .expect("ResponseFuture polled after completion"),
+        }))
+    }
+}
+
+/// The response `MmapServe` gives for `outcome`: a file it has not is 404.
+fn answer(outcome: Outcome) -> Response<MmapBody> {
+    match outcome {
+        Outcome::Response(response) => response,
+        Outcome::NotFound(parts) => response::without_content_for_head(&parts.method, not_found()),
     }
 }
 
@@ -75,6 +90,19 @@ pub(crate) enum Outcome {
     /// The resolver had no file, or the file it named does not exist (or is a directory, FIFO, ...):
     /// the request head, for whoever handles it next.
     NotFound(Parts),
+}
+
+/// How serving a request goes on once it has started.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned and matched at once, never stored: boxing the answer would cost the hot path an allocation"
+)]
+pub(crate) enum Start<R: Resolve> {
+    /// Answered at once: the resolver decided without waiting, and the file needed no blocking open.
+    Done(Outcome),
+    /// Waiting for the resolver or for a blocking open (boxed: the hot path never builds one, and the small
+    /// futures that hold it are cheaper to move).
+    Later(Pin<Box<Serving<R>>>),
 }
 
 pin_project! {
@@ -98,18 +126,27 @@ pin_project! {
 }
 
 impl<R: Resolve> Serving<R> {
-    pub(crate) fn new(
-        resolve: R::Future,
+    /// Starts serving the GET or HEAD request `parts` with `resolver`: at once when the resolver decides
+    /// without waiting and the file is cached and fresh (the hot path, no future built).
+    pub(crate) fn start(
+        resolver: &R,
         parts: Parts,
-        cache: Arc<MmapCache>,
+        cache: &Arc<MmapCache>,
         limits: Limits,
-    ) -> Self {
-        Self {
-            state: State::Resolving { resolve },
+    ) -> Start<R> {
+        let (state, parts) = match resolver.resolve_now(&parts) {
+            Resolving::Ready(resolution) => match proceed(resolution, parts, cache, limits) {
+                Step::Done(outcome) => return Start::Done(outcome),
+                Step::Open { open, file, parts } => (State::Opening { open, file }, parts),
+            },
+            Resolving::Pending(resolve) => (State::Resolving { resolve }, parts),
+        };
+        Start::Later(Box::pin(Self {
+            state,
             parts: Some(parts),
-            cache,
+            cache: Arc::clone(cache),
             limits,
-        }
+        }))
     }
 }
 
@@ -121,50 +158,16 @@ impl<R: Resolve> Future for Serving<R> {
         loop {
             match this.state.as_mut().project() {
                 StateProj::Resolving { resolve } => {
-                    let file = match ready!(resolve.poll(cx)) {
-                        Resolution::File(file) => file,
-                        Resolution::NotFound => {
+                    let resolution = ready!(resolve.poll(cx));
+                    let parts = this.parts.take().expect("parts are taken once");
+                    match proceed(resolution, parts, this.cache, *this.limits) {
+                        Step::Done(outcome) => {
                             this.state.set(State::Done);
-                            let parts = this.parts.take().expect("parts are taken once");
-                            return Poll::Ready(Outcome::NotFound(parts));
+                            return Poll::Ready(outcome);
                         }
-                        Resolution::Reject(rejection) => {
-                            this.state.set(State::Done);
-                            let r = response::text(rejection.status(), rejection.reason());
-                            let method = &this.parts.as_ref().expect("parts are taken once").method;
-                            let r = response::without_content_for_head(method, r);
-                            return Poll::Ready(Outcome::Response(r));
-                        }
-                    };
-                    let policy = policy_for(&file, this.cache);
-                    let parts = this.parts.as_ref().expect("parts are taken once");
-                    // The hot path: a mapping that needs no check is answered without a syscall.
-                    // A confined file must have been verified beneath this very root.
-                    let fresh = this.cache.get_if_fresh_where(&file.path, policy, |mapped| {
-                        file.confinement()
-                            .is_none_or(|c| mapped.confined_to() == c.tag())
-                    });
-                    if let Some(mapped) = fresh {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Outcome::Response(render(
-                            parts,
-                            &mapped,
-                            &file,
-                            *this.limits,
-                        )));
-                    }
-                    let cache = Arc::clone(this.cache);
-                    let (path, confinement) = (file.path.clone(), file.confinement().cloned());
-                    let job = move || open_blocking(&cache, path, confinement, policy);
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(runtime) => {
-                            let open = runtime.spawn_blocking(job);
+                        Step::Open { open, file, parts } => {
+                            *this.parts = Some(parts);
                             this.state.set(State::Opening { open, file });
-                        }
-                        Err(_) => {
-                            this.state.set(State::Done);
-                            let parts = this.parts.take().expect("parts are taken once");
-                            return Poll::Ready(finish(parts, job(), &file, *this.limits));
                         }
                     }
                 }
@@ -184,6 +187,52 @@ impl<R: Resolve> Future for Serving<R> {
                 StateProj::Done => panic!("mmap-serve future polled after completion"),
             }
         }
+    }
+}
+
+/// What a resolution leads to.
+enum Step {
+    /// An answer at once.
+    Done(Outcome),
+    /// A blocking open of `file` to wait for.
+    Open {
+        open: JoinHandle<Result<Arc<MmapFile>, MmapError>>,
+        file: ResolvedFile,
+        parts: Parts,
+    },
+}
+
+/// Goes on from `resolution`: a cached, fresh mapping is answered without a syscall; anything else is opened
+/// (and mapped) on a blocking thread, or right here outside a Tokio runtime.
+fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits: Limits) -> Step {
+    let file = match resolution {
+        Resolution::File(file) => file,
+        Resolution::NotFound => return Step::Done(Outcome::NotFound(parts)),
+        Resolution::Reject(rejection) => {
+            let r = response::text(rejection.status(), rejection.reason());
+            let r = response::without_content_for_head(&parts.method, r);
+            return Step::Done(Outcome::Response(r));
+        }
+    };
+    let policy = policy_for(&file, cache);
+    // A confined file must have been verified beneath this very root.
+    let fresh = cache.get_if_fresh_where(&file.path, policy, |mapped| {
+        file.confinement()
+            .is_none_or(|c| mapped.confined_to() == c.tag())
+    });
+    if let Some(mapped) = fresh {
+        return Step::Done(Outcome::Response(render(&parts, &mapped, &file, limits)));
+    }
+    let cache = Arc::clone(cache);
+    let (path, confinement) = (file.path.clone(), file.confinement().cloned());
+    let job = move || open_blocking(&cache, path, confinement, policy);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => Step::Open {
+            open: runtime.spawn_blocking(job),
+            file,
+            parts,
+        },
+        Err(_) => Step::Done(finish(parts, job(), &file, limits)),
     }
 }
 

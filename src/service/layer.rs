@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{MmapServe, Outcome, Serving, is_get_or_head};
+use super::{MmapServe, Outcome, Serving, Start, is_get_or_head};
 use crate::Resolve;
 use crate::http::body::MmapBody;
 
@@ -133,13 +133,20 @@ where
             };
         }
         let (parts, body) = request.into_parts();
-        FallThroughFuture {
-            state: FallState::Serving {
-                serving: self.serve.serving(parts),
+        let state = match self.serve.start(parts) {
+            Start::Done(Outcome::Response(response)) => FallState::Ready {
+                response: Some(response),
+            },
+            Start::Done(Outcome::NotFound(parts)) => FallState::Inner {
+                future: inner.call(Request::from_parts(parts, body)),
+            },
+            Start::Later(serving) => FallState::Serving {
+                serving,
                 inner: Some(inner),
                 body: Some(body),
             },
-        }
+        };
+        FallThroughFuture { state }
     }
 }
 
@@ -162,8 +169,9 @@ pin_project! {
         R: Resolve,
         S: Service<Request<B>>,
     {
-        Serving { #[pin] serving: Serving<R>, inner: Option<S>, body: Option<B> },
+        Serving { serving: Pin<Box<Serving<R>>>, inner: Option<S>, body: Option<B> },
         Inner { #[pin] future: S::Future },
+        Ready { response: Option<Response<MmapBody>> },
     }
 }
 
@@ -182,7 +190,7 @@ where
                     serving,
                     inner,
                     body,
-                } => match ready!(serving.poll(cx)) {
+                } => match ready!(serving.as_mut().poll(cx)) {
                     Outcome::Response(response) => {
                         return Poll::Ready(Ok(response.map(FallThroughBody::mmap)));
                     }
@@ -196,6 +204,12 @@ where
                 FallProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(FallThroughBody::inner)));
+                }
+                FallProj::Ready { response } => {
+                    let response = response
+                        .take()
+                        .expect("FallThroughFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(FallThroughBody::mmap)));
                 }
             }
         }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 
-use crate::http::body::{DEFAULT_CHUNK_SIZE, MmapBody, Watch};
+use crate::http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 use crate::http::response::{self, Limits, Representation};
 use crate::resolve::{Confinement, ResolvedFile};
 use crate::{MmapCache, MmapError, MmapFile, Resolve, Revalidate};
@@ -18,7 +18,7 @@ mod future;
 mod layer;
 
 pub use future::ResponseFuture;
-pub(crate) use future::{Outcome, Serving};
+pub(crate) use future::{Outcome, Serving, Start};
 pub use layer::{FallThrough, FallThroughBody, FallThroughFuture, MmapServeLayer};
 
 /// The default most range-specs honoured in one Range header; more get the whole file (200).
@@ -123,9 +123,8 @@ impl<R: Resolve> MmapServe<R> {
     }
 
     /// Starts serving a GET or HEAD.
-    pub(crate) fn serving(&self, parts: http::request::Parts) -> Serving<R> {
-        let resolve = self.resolver.resolve(&parts);
-        Serving::new(resolve, parts, Arc::clone(&self.cache), self.limits)
+    pub(crate) fn start(&self, parts: http::request::Parts) -> Start<R> {
+        Serving::start(&*self.resolver, parts, &self.cache, self.limits)
     }
 }
 
@@ -162,7 +161,7 @@ impl<R: Resolve, B> Service<Request<B>> for MmapServe<R> {
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, _body) = request.into_parts();
         if is_get_or_head(&parts.method) {
-            ResponseFuture::serving(self.serving(parts))
+            ResponseFuture::start(self.start(parts))
         } else {
             ResponseFuture::ready(response::method_not_allowed())
         }
@@ -242,17 +241,16 @@ pub(crate) fn render(
         content: file.content(),
         content_type: resolved
             .content_type
-            .clone()
-            .unwrap_or_else(response::default_content_type),
-        etag: resolved.etag.as_ref().unwrap_or(&v.etag).clone(),
-        last_modified: v.last_modified.clone(),
+            .as_ref()
+            .unwrap_or(&response::DEFAULT_CONTENT_TYPE),
+        etag: resolved.etag.as_ref().unwrap_or(&v.etag),
+        etag_is_ours: resolved.etag.is_none(),
+        last_modified: &v.last_modified,
         last_modified_time: v.last_modified_time,
-        content_length: v.length.clone(),
-        cache_control: resolved.cache_control.clone(),
-        watch: file.is_shared().then(|| Watch {
-            file: Arc::clone(file),
-            recheck_identity: !resolved.immutable,
-        }),
+        content_length: &v.length,
+        cache_control: resolved.cache_control.as_ref(),
+        watched: file.is_shared().then_some(file),
+        recheck_identity: !resolved.immutable,
     };
     response::respond(&parts.method, &parts.headers, &rep, limits)
 }
