@@ -43,10 +43,12 @@ async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
     print_banner(addr, &root, args.threads);
     // Room for large trees: a cached file costs one mapping (no descriptor), well under vm.max_map_count.
     let cache = MmapCache::builder().max_files(16 * 1024).build();
+    // Straight behind hyper, which leaves RFC 9112's Host rule to the service.
     let service = MmapServe::with_cache(
         DirResolver::new(&root).index_file("index.html"),
         Arc::new(cache),
-    );
+    )
+    .require_host(true);
     server::accept(listener, TowerToHyperService::new(service)).await
 }
 

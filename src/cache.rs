@@ -181,6 +181,8 @@ impl MmapCache {
     ) -> Result<Arc<MmapFile>, MmapError> {
         let path = key;
         let mut open = Some(open);
+        // The stale mapping this lookup removed, if any: its successor learns whether they share a date.
+        let mut replaced: Option<Arc<MmapFile>> = None;
         loop {
             let cached = match self.files.get_value_or_guard(&*key_of(path), None) {
                 GuardResult::Value(file) => file,
@@ -189,6 +191,9 @@ impl MmapCache {
                     // A call reaches a guard at most once: it returns right after.
                     let open = open.take().expect("one open per lookup");
                     let file = Arc::new(open(self)?);
+                    if let Some(earlier) = &replaced {
+                        file.note_predecessor(earlier);
+                    }
                     file.set_checked_at(clock());
                     if keeps(&file) {
                         // Refused only when the cache was changed under the guard; the file is still good.
@@ -221,6 +226,7 @@ impl MmapCache {
                     self.counters.stale.fetch_add(1, Ordering::Relaxed);
                     self.files
                         .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
+                    replaced = Some(cached);
                     // Go round again: this (or a concurrent) lookup opens the new file once.
                 }
                 Err(e) => {

@@ -55,6 +55,7 @@ pub fn evaluate_preconditions(
         etag_is_ours: false,
         last_modified: Some(time),
         last_modified_value: Some(formatted.as_bytes()),
+        strong_date_from: Some(std::time::UNIX_EPOCH),
     };
     match preconditions::evaluate_preconditions(method, headers, &validators) {
         Precondition::Proceed { range_applies } => Verdict::Proceed(range_applies),

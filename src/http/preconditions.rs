@@ -1,7 +1,8 @@
 //! Conditional requests (RFC 9110 §13): decide between proceeding, 304 and 412.
 //!
-//! Everything here is pure: the request's method and header fields plus the validators of the
-//! selected representation go in, a [`Precondition`] comes out. Header values are handled as
+//! Everything here is pure but for one read of the clock (whether an If-Range date is a strong
+//! validator yet): the request's method and header fields plus the validators of the selected
+//! representation go in, a [`Precondition`] comes out. Header values are handled as
 //! raw bytes (they may be non-UTF-8), entity-tag lists are scanned in a single pass without
 //! allocating, and no input can make this module panic.
 
@@ -20,6 +21,8 @@ pub(crate) struct Validators<'a> {
     pub(crate) last_modified: Option<SystemTime>,
     /// The exact Last-Modified field value sent (IMF-fixdate bytes), for If-Range's exact-match rule; None if none.
     pub(crate) last_modified_value: Option<&'a [u8]>,
+    /// From when Last-Modified is a strong validator (§8.8.2.2), which If-Range needs of a date; None: never.
+    pub(crate) strong_date_from: Option<SystemTime>,
 }
 
 /// What RFC 9110 §13.2.2 decides for a request.
@@ -214,20 +217,24 @@ fn if_none_match_holds(headers: &HeaderMap, field: Field<'_>, ours: Option<Ours<
 ///
 /// Absent: true. A single entity-tag: true only when both it and ours are strong and equal
 /// (a weak tag is never a valid If-Range validator). A single HTTP-date: true only when it is
-/// exactly our Last-Modified. Anything else, including several field lines (If-Range takes one
-/// validator, not a list): false, so the caller ignores Range and sends the whole representation.
+/// our Last-Modified and that date is a strong validator now. Anything else, including several
+/// field lines (If-Range takes one validator, not a list): false, so the caller ignores Range and
+/// sends the whole representation.
 ///
-/// The date rule compares instants rather than bytes, and also requires that a Last-Modified
-/// field is actually sent (`last_modified_value`):
-/// - §13.1.5 asks for an exact match with "the Last-Modified field value that would have been
+/// The date rule:
+/// - §13.1.5 step 1: a date that is not a strong validator in the sense of §8.8.2.2 makes the
+///   condition false. A modification date is strong only when the origin server knows the
+///   representation did not change twice within that second. The caller tells from when that
+///   holds (`strong_date_from`): once the second the date names is over, and never when the
+///   cache replaced a version with the same date or the file claims a future time. Before then
+///   a second version with the same date may still come, and a 206 could splice two versions
+///   together; a 200 is always correct. This is the one place that reads the clock.
+/// - Step 2 asks for an exact match with "the Last-Modified field value that would have been
 ///   provided in a 200 response". When no such field is sent there is nothing the client could
 ///   have copied, so no date can match it, even if a modification time is known internally.
 /// - Our field value is the IMF-fixdate rendering of a whole-second time, and that rendering is
 ///   one-to-one, so "same second" is the same as "same field value" for a client that echoes
 ///   it; comparing instants additionally accepts the same second spelled in an obsolete format.
-/// - §8.8.2.2 also wants the date to be a strong validator. Like common servers we accept an
-///   exact match of the date we issued, trusting the resolver's modification time not to
-///   change twice within one second; clients are told to prefer the entity-tag anyway.
 fn if_range_holds(
     field: Field<'_>,
     validators: &Validators<'_>,
@@ -242,7 +249,13 @@ fn if_range_holds(
         return ours.is_some_and(|ours| strong_eq(theirs, ours));
     }
     match parse_http_date(value) {
-        Some(date) => validators.last_modified_value.is_some() && modified == Some(date),
+        Some(date) => {
+            validators.last_modified_value.is_some()
+                && modified == Some(date)
+                && validators
+                    .strong_date_from
+                    .is_some_and(|from| SystemTime::now() >= from)
+        }
         None => false,
     }
 }
@@ -457,6 +470,7 @@ mod tests {
             etag_is_ours: false,
             last_modified: Some(at(LM_SECS)),
             last_modified_value: Some(LM_IMF.as_bytes()),
+            strong_date_from: Some(at(LM_SECS + 1)),
         }
     }
 
@@ -1229,6 +1243,41 @@ mod tests {
     }
 
     #[test]
+    fn if_range_date_must_be_a_strong_validator() {
+        // The second the date names is not over (another version may still get it), or the cache saw two
+        // versions with this date: the date is weak, and a matching one sends the whole file.
+        let unsettled = Validators {
+            strong_date_from: Some(SystemTime::now() + Duration::from_secs(3600)),
+            ..strong()
+        };
+        let ambiguous = Validators {
+            strong_date_from: None,
+            ..strong()
+        };
+        let settled = Validators {
+            strong_date_from: Some(SystemTime::now() - Duration::from_secs(1)),
+            ..strong()
+        };
+        run(&[
+            case(
+                Method::GET,
+                unsettled,
+                &[("if-range", LM_IMF)],
+                IGNORE_RANGE,
+            ),
+            case(
+                Method::GET,
+                ambiguous,
+                &[("if-range", LM_IMF)],
+                IGNORE_RANGE,
+            ),
+            case(Method::GET, settled, &[("if-range", LM_IMF)], PROCEED),
+            // Entity-tags are unaffected.
+            case(Method::GET, ambiguous, &[("if-range", OURS)], PROCEED),
+        ]);
+    }
+
+    #[test]
     fn if_range_anything_else_is_false() {
         let two_lines: &[(&str, &str)] = &[("if-range", OURS), ("if-range", OURS)];
         run(&[
@@ -1577,6 +1626,7 @@ mod tests {
                 etag_is_ours: false,
                 last_modified: self.last_modified.map(at),
                 last_modified_value: self.value_sent.then_some(LM_IMF.as_bytes()),
+                strong_date_from: Some(UNIX_EPOCH),
             }
         }
     }

@@ -27,6 +27,8 @@ pub(crate) struct Representation<'a> {
     pub(crate) last_modified: &'a HeaderValue,
     /// `last_modified` as a time, whole seconds.
     pub(crate) last_modified_time: SystemTime,
+    /// From when `last_modified` is a strong validator, for If-Range (None: never).
+    pub(crate) strong_date_from: Option<SystemTime>,
     /// `content.len()` as a header value, formatted once per file.
     pub(crate) content_length: &'a HeaderValue,
     pub(crate) cache_control: Option<&'a HeaderValue>,
@@ -52,6 +54,8 @@ pub(crate) struct Limits {
     pub(crate) max_ranges: usize,
     /// Largest body frame.
     pub(crate) chunk_size: usize,
+    /// Refuse HTTP/1.1 requests without a Host field (400).
+    pub(crate) require_host: bool,
 }
 
 const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
@@ -61,7 +65,7 @@ const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=ut
 /// The content type sent when a resolver names none.
 pub(crate) static DEFAULT_CONTENT_TYPE: HeaderValue = OCTET_STREAM;
 
-/// The response to a GET or HEAD (the caller answers other methods with [`method_not_allowed`]).
+/// The response to a GET or HEAD (the caller answers other methods with [`method_not_allowed_or_implemented`]).
 pub(crate) fn respond(
     method: &Method,
     headers: &HeaderMap,
@@ -73,6 +77,7 @@ pub(crate) fn respond(
         etag_is_ours: rep.etag_is_ours,
         last_modified: Some(rep.last_modified_time),
         last_modified_value: Some(rep.last_modified.as_bytes()),
+        strong_date_from: rep.strong_date_from,
     };
     let range_applies = match evaluate_preconditions(method, headers, &validators) {
         Precondition::Failed => return empty(StatusCode::PRECONDITION_FAILED),
@@ -170,12 +175,13 @@ fn unsatisfiable(len: u64) -> Response<MmapBody> {
     response
 }
 
-/// RFC 9110 §15.4.5: 304 carries the fields a 200 would have that guide cache updates, and no content.
+/// RFC 9110 §15.4.5: 304 carries the fields a 200 would have that guide cache updates (ETag, Cache-Control;
+/// hyper adds Date), and no content. Other representation metadata SHOULD NOT be sent: not even
+/// Last-Modified, which helps only a response without an ETag, and every response here has one.
 fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
     let mut response = empty(StatusCode::NOT_MODIFIED);
     let h = response.headers_mut();
     h.insert(header::ETAG, rep.etag.clone());
-    h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
     if let Some(cc) = rep.cache_control {
         h.insert(header::CACHE_CONTROL, cc.clone());
     }
@@ -243,8 +249,18 @@ pub(crate) fn without_content_for_head(
     response
 }
 
+/// The answer to a method other than GET and HEAD: 405 for a method this server knows (RFC 9110 §15.5.6),
+/// 501 for one it does not implement at all (§9.1, §15.6.2).
+pub(crate) fn method_not_allowed_or_implemented(method: &Method) -> Response<MmapBody> {
+    if super::target::is_known_method(method) {
+        method_not_allowed()
+    } else {
+        text(StatusCode::NOT_IMPLEMENTED, "method not implemented")
+    }
+}
+
 /// RFC 9110 §15.5.6: 405 names the methods the resource supports.
-pub(crate) fn method_not_allowed() -> Response<MmapBody> {
+fn method_not_allowed() -> Response<MmapBody> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()
@@ -260,6 +276,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_ranges: 1024,
         chunk_size: 1 << 20,
+        require_host: false,
     };
 
     static CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/x-test");
@@ -275,6 +292,7 @@ mod tests {
             etag_is_ours: true,
             last_modified: &LAST_MODIFIED,
             last_modified_time: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            strong_date_from: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_001)),
             content_length: length,
             cache_control: Some(&CACHE_CONTROL),
             watched: None,
@@ -386,7 +404,7 @@ mod tests {
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(header(&r, "etag"), Some("\"tag\""));
         assert_eq!(header(&r, "cache-control"), Some("max-age=60"));
-        assert!(header(&r, "last-modified").is_some());
+        assert!(header(&r, "last-modified").is_none());
         assert!(header(&r, "content-length").is_none());
         assert!(header(&r, "content-type").is_none());
     }

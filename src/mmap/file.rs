@@ -68,6 +68,9 @@ pub struct MmapFile {
     checked_at: AtomicU64,
     /// The confinement (a resolver's root, as a tag; 0 for none) this file was last verified beneath.
     confined_to: AtomicU64,
+    /// Set when this mapping replaced one of an earlier version with the same Last-Modified second: that date
+    /// then names two versions, and is never a strong validator.
+    date_ambiguous: AtomicBool,
 }
 
 impl MmapFile {
@@ -155,6 +158,7 @@ impl MmapFile {
             identity,
             checked_at: AtomicU64::new(0),
             confined_to: AtomicU64::new(0),
+            date_ambiguous: AtomicBool::new(false),
         })
     }
 
@@ -323,6 +327,23 @@ impl MmapFile {
 
     pub(crate) fn set_confined_to(&self, tag: u64) {
         self.confined_to.store(tag, Ordering::Relaxed);
+    }
+
+    /// From when the Last-Modified date is a strong validator (RFC 9110 §8.8.2.2), or None for never.
+    pub(crate) fn strong_date_from(&self) -> Option<SystemTime> {
+        if self.date_ambiguous.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.validators.strong_date_from
+        }
+    }
+
+    /// Records that this file replaced `earlier` (an older version at the same path): when both have the same
+    /// Last-Modified second, that date names two versions and is never strong.
+    pub(crate) fn note_predecessor(&self, earlier: &MmapFile) {
+        if earlier.validators.last_modified_time == self.validators.last_modified_time {
+            self.date_ambiguous.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -137,6 +137,9 @@ pub(crate) struct FileValidators {
     pub(crate) last_modified_time: SystemTime,
     /// The length in decimal, for a full response's Content-Length.
     pub(crate) length: HeaderValue,
+    /// From when `last_modified` is a strong validator (RFC 9110 §8.8.2.2): once the second it names is over,
+    /// no other version can get that date. None when the file claims a modification time in the future.
+    pub(crate) strong_date_from: Option<SystemTime>,
 }
 
 impl FileValidators {
@@ -153,11 +156,13 @@ impl FileValidators {
         let value = |text: String| {
             HeaderValue::from_maybe_shared(Bytes::from(text)).expect("an ASCII validator")
         };
+        let claims_future = identity.modified() > now;
         Self {
             etag: value(identity.etag()),
             last_modified: value(httpdate::fmt_http_date(last_modified_time)),
             last_modified_time,
             length: HeaderValue::from(identity.len()),
+            strong_date_from: (!claims_future).then(|| last_modified_time + Duration::from_secs(1)),
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::{error_response, not_found, open_blocking, policy_for, render};
 use crate::http::body::MmapBody;
 use crate::http::response::{self, Limits};
+use crate::http::target;
 use crate::resolve::{Resolution, ResolvedFile, Resolving};
 use crate::{MmapCache, MmapError, MmapFile, Resolve};
 
@@ -202,8 +203,9 @@ enum Step {
     },
 }
 
-/// Goes on from `resolution`: a cached, fresh mapping is answered without a syscall; anything else is opened
-/// (and mapped) on a blocking thread, or right here outside a Tokio runtime.
+/// Goes on from `resolution`: a request for a file with a bad Host field or target is 400; a cached, fresh
+/// mapping is answered without a syscall; anything else is opened (and mapped) on a blocking thread, or right
+/// here outside a Tokio runtime.
 fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits: Limits) -> Step {
     let file = match resolution {
         Resolution::File(file) => file,
@@ -214,6 +216,18 @@ fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits:
             return Step::Done(Outcome::Response(r));
         }
     };
+    if let Some(reason) = target::bad_request_reason(
+        parts.version,
+        &parts.uri,
+        &parts.headers,
+        limits.require_host,
+    ) {
+        let r = response::text(http::StatusCode::BAD_REQUEST, reason);
+        return Step::Done(Outcome::Response(response::without_content_for_head(
+            &parts.method,
+            r,
+        )));
+    }
     let policy = policy_for(&file, cache);
     // A confined file must have been verified beneath this very root.
     let fresh = cache.get_if_fresh_where(&file.path, policy, |mapped| {

@@ -87,8 +87,41 @@ impl<R: Resolve> MmapServe<R> {
             limits: Limits {
                 max_ranges: DEFAULT_MAX_RANGES,
                 chunk_size: DEFAULT_CHUNK_SIZE,
+                require_host: false,
             },
         }
+    }
+
+    /// Whether an HTTP/1.1 request without a Host field is refused with 400 Bad Request. Default: false.
+    ///
+    /// RFC 9112 §3.2 requires the refusal of the server that read the request off the wire, so turn this on
+    /// where this service answers requests straight from a hyper connection (the `serve` example does) and
+    /// hyper, which does not check Host, is the only thing in front of it. It is off by default because a
+    /// request built in a program (`http::Request::get("/f")`, as in tests) is HTTP/1.1 without Host.
+    ///
+    /// A repeated or malformed Host field, and userinfo in the request target (RFC 9110 §4.2.4), are refused
+    /// with 400 either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, MmapServe};
+    /// use tower::ServiceExt;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("a.txt"), "a")?;
+    /// let serve = MmapServe::new(DirResolver::new(dir.path())).require_host(true);
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let without = http::Request::get("/a.txt").body(())?;
+    /// let status = rt.block_on(serve.clone().oneshot(without))?.status();
+    /// assert_eq!(status, http::StatusCode::BAD_REQUEST);
+    /// let with = http::Request::get("/a.txt").header("host", "example.com").body(())?;
+    /// assert_eq!(rt.block_on(serve.oneshot(with))?.status(), http::StatusCode::OK);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn require_host(mut self, yes: bool) -> Self {
+        self.limits.require_host = yes;
+        self
     }
 
     /// The most range-specs honoured in one Range header; a request with more gets the whole file (200).
@@ -163,7 +196,7 @@ impl<R: Resolve, B> Service<Request<B>> for MmapServe<R> {
         if is_get_or_head(&parts.method) {
             ResponseFuture::start(self.start(parts))
         } else {
-            ResponseFuture::ready(response::method_not_allowed())
+            ResponseFuture::ready(response::method_not_allowed_or_implemented(&parts.method))
         }
     }
 }
@@ -247,6 +280,7 @@ pub(crate) fn render(
         etag_is_ours: resolved.etag.is_none(),
         last_modified: &v.last_modified,
         last_modified_time: v.last_modified_time,
+        strong_date_from: file.strong_date_from(),
         content_length: &v.length,
         cache_control: resolved.cache_control.as_ref(),
         watched: file.is_shared().then_some(file),

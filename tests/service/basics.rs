@@ -116,6 +116,70 @@ async fn other_methods_get_405_with_allow_get_head() {
 }
 
 #[tokio::test]
+async fn unknown_methods_get_501() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 100);
+    // RFC 9110 §9.1: a method the server does not recognise SHOULD get 501; method names are case-sensitive.
+    for name in ["FOO", "PROPFIND", "get"] {
+        let method = Method::from_bytes(name.as_bytes()).expect("a method token");
+        let (status, _, body) = send(fx.serve(), request(method, "/a.bin", &[])).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{name}");
+        assert_eq!(body, "method not implemented\n", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_or_invalid_host_or_userinfo_is_400() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 100);
+    // RFC 9112 §3.2 (Host) and RFC 9110 §4.2.4 (userinfo).
+    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+        (
+            "/a.bin",
+            &[("host", "a"), ("host", "b")],
+            "more than one Host header\n",
+        ),
+        ("/a.bin", &[("host", "a b/c")], "invalid Host header\n"),
+        ("/a.bin", &[("host", "a@b")], "invalid Host header\n"),
+        (
+            "http://user@localhost/a.bin",
+            &[("host", "localhost")],
+            "userinfo in the request target\n",
+        ),
+    ];
+    for (uri, headers, reason) in cases {
+        let (status, _, body) = send(fx.serve(), get(uri, headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {headers:?}");
+        assert_eq!(body, reason, "{uri} {headers:?}");
+    }
+    for host in ["localhost", "localhost:8080", "127.0.0.1", "[::1]:80", ""] {
+        let (status, _, _) = send(fx.serve(), get("/a.bin", &[("host", host)])).await;
+        assert_eq!(status, StatusCode::OK, "{host:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_host_is_400_only_when_required_and_only_for_http11() {
+    let fx = Fixture::new();
+    fx.file("a.bin", 100);
+    let strict = fx.serve().require_host(true);
+    let (status, _, body) = send(strict.clone(), get("/a.bin", &[])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, "missing Host header\n");
+    let (status, _, _) = send(strict.clone(), get("/a.bin", &[("host", "localhost")])).await;
+    assert_eq!(status, StatusCode::OK);
+    for version in [http::Version::HTTP_10, http::Version::HTTP_2] {
+        let mut request = get("/a.bin", &[]);
+        *request.version_mut() = version;
+        let (status, _, _) = send(strict.clone(), request).await;
+        assert_eq!(status, StatusCode::OK, "{version:?}");
+    }
+    // Off by default: a request built in a program has no Host.
+    let (status, _, _) = send(fx.serve(), get("/a.bin", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_missing_file_or_a_directory_is_404() {
     let fx = Fixture::new();
     fx.dir("sub");

@@ -263,7 +263,7 @@ async fn malformed_dates_are_ignored() {
 }
 
 #[tokio::test]
-async fn not_modified_carries_etag_last_modified_cache_control_and_no_body() {
+async fn not_modified_carries_etag_and_cache_control_and_no_body() {
     let fx = Fixture::new();
     fx.file("f.bin", LEN);
     let serve = MmapServe::new(
@@ -275,8 +275,11 @@ async fn not_modified_carries_etag_last_modified_cache_control_and_no_body() {
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert!(body.is_empty());
     assert_eq!(text(&headers, "etag"), etag);
-    assert_eq!(text(&headers, "last-modified"), MTIME_HTTP);
     assert_eq!(text(&headers, "cache-control"), "public, max-age=60");
+    // §15.4.5: no representation metadata beyond what guides caches; Last-Modified only helps without an ETag.
+    for field in ["last-modified", "content-type", "accept-ranges"] {
+        assert!(headers.get(field).is_none(), "{field} on a 304");
+    }
     // RFC 9110 §8.6: a Content-Length on a 304 may only repeat the 200's.
     if let Some(length) = headers.get("content-length") {
         assert_eq!(
@@ -382,4 +385,71 @@ async fn a_weak_etag_from_the_resolver_matches_weakly_only() {
             assert_eq!(text(&response, "etag"), "W/\"v1\"");
         }
     }
+}
+
+#[tokio::test]
+async fn if_range_with_a_date_whose_second_is_not_over_sends_the_whole_file() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let second = |t: SystemTime| t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let fx = Fixture::new();
+    // §8.8.2.2: until the second a date names is over, another version may still get that date, so the
+    // date is weak and If-Range with it is false. Tried until one attempt stays within one second.
+    for attempt in 0..20 {
+        let name = format!("fresh{attempt}.bin");
+        let before = SystemTime::now();
+        std::fs::write(fx.root().join(&name), pattern(0..LEN)).expect("write");
+        let uri = format!("/{name}");
+        let (_, full, _) = send(fx.serve(), get(&uri, &[])).await;
+        let date = text(&full, "last-modified").to_owned();
+        let headers = [("range", "bytes=10-19"), ("if-range", date.as_str())];
+        let (status, _, body) = send(fx.serve(), get(&uri, &headers)).await;
+        if second(before) != second(SystemTime::now()) {
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, pattern(0..LEN));
+        // Once that second is over the date is strong, and the range applies.
+        let next = Duration::from_secs(second(before) + 1) + Duration::from_millis(20);
+        tokio::time::sleep(
+            (UNIX_EPOCH + next)
+                .duration_since(SystemTime::now())
+                .unwrap_or_default(),
+        )
+        .await;
+        let (status, response, body) = send(fx.serve(), get(&uri, &headers)).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(verify_single(&response, &body, LEN), 10..20);
+        return;
+    }
+    panic!("no attempt stayed within one second");
+}
+
+#[tokio::test]
+async fn if_range_with_a_date_two_versions_share_sends_the_whole_file() {
+    use mmap_serve::{MmapCache, Revalidate};
+    use std::sync::Arc;
+    let fx = Fixture::new();
+    let path = fx.file("f.bin", LEN);
+    let cache = MmapCache::builder().revalidate(Revalidate::Always).build();
+    let serve = MmapServe::with_cache(DirResolver::new(fx.root()), Arc::new(cache));
+    let (_, old, _) = send(serve.clone(), get("/f.bin", &[])).await;
+    assert_eq!(text(&old, "last-modified"), MTIME_HTTP);
+    // A new version renamed into place with the same modification second (as `cp -p` or rsync can leave it):
+    // the old version's date now names both, so it is weak and a range "if unchanged since" it would splice
+    // the old bytes with the new. The whole new file goes instead; the new ETag still applies a range.
+    let replacement = fx.root().join("f.bin.new");
+    let new_bytes: Vec<u8> = pattern(0..LEN).iter().map(|b| b ^ 0xff).collect();
+    crate::common::write_with_mtime(&replacement, &new_bytes);
+    std::fs::rename(&replacement, &path).expect("rename over");
+    let headers = [("range", "bytes=10-19"), ("if-range", MTIME_HTTP)];
+    let (status, new, body) = send(serve.clone(), get("/f.bin", &headers)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, new_bytes);
+    assert_eq!(text(&new, "last-modified"), MTIME_HTTP);
+    let etag = text(&new, "etag").to_owned();
+    assert_ne!(etag, text(&old, "etag"));
+    let headers = [("range", "bytes=10-19"), ("if-range", etag.as_str())];
+    let (status, _, body) = send(serve, get("/f.bin", &headers)).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, new_bytes[10..20]);
 }

@@ -1,0 +1,264 @@
+//! The request's target and Host field, checked before a file is served: RFC 9112 §3.2 (Host), RFC 9110 §4.2.4
+//! (userinfo) and §9.1 (which methods exist).
+//!
+//! hyper parses the request line but leaves these to the server. Everything here is pure and works on bytes.
+
+use http::header::{self, HeaderMap};
+use http::{Method, Uri, Version};
+
+/// Why a request is refused with 400 before its target is looked at, or None when it may go on.
+///
+/// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field, and to any request with
+/// more than one Host field line or an invalid Host value (HTTP/2 names the authority in `:authority` and may
+/// omit Host, and so may HTTP/1.0). RFC 9110 §4.2.4: userinfo in an `http` URI is treated as an error.
+///
+/// The missing Host is only checked when `require_host` says so: a request a program builds
+/// (`http::Request::get("/f")`, as tests and in-process callers do) is HTTP/1.1 without Host, and only the
+/// server that read the request off the wire can tell it is wrong.
+pub(crate) fn bad_request_reason(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+    require_host: bool,
+) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if require_host && version == Version::HTTP_11 => {
+            return Some("missing Host header");
+        }
+        (Some(_), Some(_)) => return Some("more than one Host header"),
+        (Some(host), None) if !is_valid_host(host.as_bytes()) => {
+            return Some("invalid Host header");
+        }
+        _ => {}
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Some("userinfo in the request target");
+    }
+    None
+}
+
+/// Whether `method` is one this server knows but does not allow on files (405), rather than one it does not
+/// implement at all (501, RFC 9110 §9.1): the methods of RFC 9110 §9.3 and PATCH (RFC 5789). Method names are
+/// case-sensitive, so `get` is unknown.
+pub(crate) fn is_known_method(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .contains(method)
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3); an empty value is valid (§7.2: a target
+/// without an authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => value.split_at(end + 1),
+            None => return false,
+        },
+        _ => match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => value.split_at(colon),
+            None => (value, &[][..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok
+        && match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+            // IP-literal: IPv6address or IPvFuture, whose characters are these (their grammar is not checked).
+            Some(literal) => {
+                !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|&b| is_unreserved_or_sub_delim(b) || b == b':')
+            }
+            // IPv4address or reg-name.
+            None => is_reg_name(host),
+        }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2); IPv4 addresses are reg-names too.
+fn is_reg_name(mut bytes: &[u8]) -> bool {
+    while let Some((&first, rest)) = bytes.split_first() {
+        bytes = match first {
+            b'%' => match rest {
+                [high, low, after @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                    after
+                }
+                _ => return false,
+            },
+            b if is_unreserved_or_sub_delim(b) => rest,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// `unreserved / sub-delims` (RFC 3986 §2.2-3).
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn headers(hosts: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for host in hosts {
+            map.append(
+                header::HOST,
+                HeaderValue::from_bytes(host).expect("a field value"),
+            );
+        }
+        map
+    }
+
+    fn reason(uri: &str, hosts: &[&[u8]]) -> Option<&'static str> {
+        bad_request_reason(
+            Version::HTTP_11,
+            &uri.parse().expect("a URI"),
+            &headers(hosts),
+            false,
+        )
+    }
+
+    fn reason_requiring(version: Version, hosts: &[&[u8]]) -> Option<&'static str> {
+        bad_request_reason(
+            version,
+            &"/f".parse().expect("a URI"),
+            &headers(hosts),
+            true,
+        )
+    }
+
+    #[test]
+    fn host_may_be_absent_but_not_repeated_or_garbled() {
+        assert_eq!(reason("/f", &[b"example.com"]), None);
+        assert_eq!(reason("/f", &[]), None);
+        assert_eq!(
+            reason("/f", &[b"a", b"a"]),
+            Some("more than one Host header")
+        );
+        assert_eq!(reason("/f", &[b"a b/c"]), Some("invalid Host header"));
+    }
+
+    #[test]
+    fn when_required_http11_needs_a_host_and_http10_and_http2_do_not() {
+        assert_eq!(
+            reason_requiring(Version::HTTP_11, &[]),
+            Some("missing Host header")
+        );
+        assert_eq!(reason_requiring(Version::HTTP_11, &[b"example.com"]), None);
+        for version in [Version::HTTP_10, Version::HTTP_2] {
+            assert_eq!(reason_requiring(version, &[]), None);
+            assert_eq!(
+                reason_requiring(version, &[b"a", b"b"]),
+                Some("more than one Host header")
+            );
+        }
+    }
+
+    #[test]
+    fn userinfo_in_the_target_is_an_error() {
+        assert_eq!(
+            reason("http://user@example.com/f", &[b"example.com"]),
+            Some("userinfo in the request target")
+        );
+        assert_eq!(reason("http://example.com/f", &[b"example.com"]), None);
+    }
+
+    #[test]
+    fn host_grammar() {
+        let valid: [&[u8]; 12] = [
+            b"",
+            b"example.com",
+            b"example.com:8080",
+            b"example.com:",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:8080",
+            b"[v1.fe80::a+en1]",
+            b"xn--bcher-kva.example",
+            b"a%2Db",
+            b"sub-delims!$&'()*+,;=",
+            b"_under~score",
+        ];
+        for host in valid {
+            assert!(is_valid_host(host), "{:?}", String::from_utf8_lossy(host));
+        }
+        let invalid: [&[u8]; 12] = [
+            b"a b",
+            b"a/b",
+            b"a?b",
+            b"a#b",
+            b"a@b",
+            b"host:80a",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"a%2",
+            b"a%zz",
+            b"\xc3\xa9",
+        ];
+        for host in invalid {
+            assert!(!is_valid_host(host), "{:?}", String::from_utf8_lossy(host));
+        }
+    }
+
+    #[test]
+    fn known_methods_are_the_standard_ones_by_exact_name() {
+        for known in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ] {
+            assert!(is_known_method(
+                &Method::from_bytes(known.as_bytes()).expect("a method")
+            ));
+        }
+        for unknown in ["get", "FOO", "PROPFIND", "BREW"] {
+            assert!(!is_known_method(
+                &Method::from_bytes(unknown.as_bytes()).expect("a method")
+            ));
+        }
+    }
+
+    proptest! {
+        /// Any bytes as Host: no panic, and whatever is accepted is made of authority characters only.
+        #[test]
+        fn any_host_bytes(host in proptest::collection::vec(any::<u8>(), 0..24)) {
+            if is_valid_host(&host) {
+                prop_assert!(host.iter().all(|&b| is_unreserved_or_sub_delim(b) || b"%:[]".contains(&b)));
+            }
+        }
+    }
+}
