@@ -133,7 +133,8 @@ async fn a_repeated_or_invalid_host_or_userinfo_is_400() {
     let fx = Fixture::new();
     fx.file("a.bin", 100);
     // RFC 9112 §3.2 (Host) and RFC 9110 §4.2.4 (userinfo).
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
         (
             "/a.bin",
             &[("host", "a"), ("host", "b")],
