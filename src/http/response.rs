@@ -249,6 +249,26 @@ pub(crate) fn without_content_for_head(
     response
 }
 
+/// 301 Moved Permanently from `…/name` (a directory) to `…/name/` (RFC 9110 §15.4.2), query kept. `Location` is
+/// the relative `./name/`: it resolves against the client's URL, so it stays right when a router stripped a
+/// prefix from the path this service sees (`./` keeps a name with a `:` from reading as a scheme).
+pub(crate) fn to_directory(uri: &http::Uri) -> Response<MmapBody> {
+    let name = uri.path().rsplit('/').next().unwrap_or_default();
+    let location = match uri.query() {
+        Some(query) => format!("./{name}/?{query}"),
+        None => format!("./{name}/"),
+    };
+    let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(location)) else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    let mut response = text(
+        StatusCode::MOVED_PERMANENTLY,
+        "moved to the directory's URL with a /",
+    );
+    response.headers_mut().insert(header::LOCATION, value);
+    response
+}
+
 /// The answer to a method other than GET and HEAD: 405 for a method this server knows (RFC 9110 §15.5.6),
 /// 501 for one it does not implement at all (§9.1, §15.6.2).
 pub(crate) fn method_not_allowed_or_implemented(method: &Method) -> Response<MmapBody> {

@@ -39,7 +39,8 @@ use super::{Rejection, Resolution, Resolve, ResolvedFile, Resolving};
 /// tree's behaviour the same wherever it is served. Serve such names with a custom [`Resolve`]r.
 ///
 /// A path that ends in `/`, or has no segments at all (`/`), names a directory: it resolves to the
-/// [index file](Self::index_file) in it if one is configured, else Not Found. A path that does not start with
+/// [index file](Self::index_file) in it if one is configured, else Not Found. With an index file, a path
+/// without the `/` that turns out to name a directory is redirected to the one with it (301). A path that does not start with
 /// `/` (the `*` of `OPTIONS *`) is Not Found.
 ///
 /// The file gets a `Content-Type` guessed from its extension (`application/octet-stream` when unknown) and
@@ -181,18 +182,22 @@ impl DirResolver {
         if hidden && !config.allow_hidden {
             return Resolution::NotFound;
         }
+        let index = config
+            .index_file
+            .as_deref()
+            .filter(|name| is_plain_name(name));
         let names_directory = !has_segment || below_root.ends_with('/');
         if names_directory {
-            match config
-                .index_file
-                .as_deref()
-                .filter(|name| is_plain_name(name))
-            {
+            match index {
                 Some(index) => path.push(index),
                 None => return Resolution::NotFound,
             }
         }
-        Resolution::File(self.file(path))
+        // `/docs` for a directory with an index: redirected to `/docs/`, whose relative links then work.
+        let file = self
+            .file(path)
+            .redirect_if_directory(index.is_some() && !names_directory);
+        Resolution::File(file)
     }
 
     /// The file at `path` (already beneath the root) with this resolver's headers and confinement.
@@ -524,6 +529,14 @@ mod tests {
             panic!("index resolves");
         };
         assert_eq!(file.content_type.as_ref().expect("typed"), "text/html");
+        // Only a path without the slash may turn out to be a directory to redirect, and only with an index.
+        let redirects = |resolver: &DirResolver, uri_path| match resolver.resolve_path(uri_path) {
+            Resolution::File(file) => file.redirects_directory(),
+            other => panic!("{uri_path}: {other:?}"),
+        };
+        assert!(redirects(&resolver, "/docs"));
+        assert!(!redirects(&resolver, "/docs/"));
+        assert!(!redirects(&DirResolver::new(ROOT), "/docs"));
     }
 
     #[test]

@@ -280,6 +280,7 @@ pub struct ResolvedFile {
     pub immutable: bool,
     follow_symlinks: bool,
     confinement: Option<Confinement>,
+    redirect_if_directory: bool,
 }
 
 impl ResolvedFile {
@@ -303,6 +304,7 @@ impl ResolvedFile {
             immutable: false,
             follow_symlinks: true,
             confinement: None,
+            redirect_if_directory: false,
         }
     }
 
@@ -329,6 +331,21 @@ impl ResolvedFile {
     pub fn cache_control(mut self, value: HeaderValue) -> Self {
         self.cache_control = Some(value);
         self
+    }
+
+    /// When `path` turns out to be a directory, answers 301 Moved Permanently to the request's URL with a `/`
+    /// appended (`Location: ./name/`, relative, so that it stays right under a path prefix a router strips),
+    /// instead of 404: for resolvers that serve an index file for `name/`, as [`DirResolver`] does when it has
+    /// an [index file](DirResolver::index_file).
+    ///
+    /// Default: `false`.
+    pub fn redirect_if_directory(mut self, yes: bool) -> Self {
+        self.redirect_if_directory = yes;
+        self
+    }
+
+    pub(crate) fn redirects_directory(&self) -> bool {
+        self.redirect_if_directory
     }
 
     /// Declares that the file's content never changes, so a cached mapping of it is never revalidated.

@@ -250,7 +250,8 @@ fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits:
     }
 }
 
-/// The outcome of a blocking open: a file that is not there (404) is "not found", for a layer to pass on.
+/// The outcome of a blocking open: a file that is not there (404) is "not found", for a layer to pass on; a
+/// directory is redirected to its `/` form when the resolver asked for that.
 fn finish(
     parts: Parts,
     opened: Result<Arc<MmapFile>, MmapError>,
@@ -259,6 +260,9 @@ fn finish(
 ) -> Outcome {
     match opened {
         Ok(mapped) => Outcome::Response(render(&parts, &mapped, file, limits)),
+        Err(MmapError::IsADirectory(_)) if file.redirects_directory() => Outcome::Response(
+            response::without_content_for_head(&parts.method, response::to_directory(&parts.uri)),
+        ),
         Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => Outcome::NotFound(parts),
         Err(err) => Outcome::Response(response::without_content_for_head(
             &parts.method,

@@ -181,6 +181,35 @@ async fn a_missing_host_is_400_only_when_required_and_only_for_http11() {
 }
 
 #[tokio::test]
+async fn a_directory_without_its_slash_is_redirected_when_it_has_an_index() {
+    let fx = Fixture::new();
+    fx.write("docs/index.html", b"<p>docs</p>");
+    fx.file(".hidden/index.html", 10);
+    let serve = MmapServe::new(mmap_serve::DirResolver::new(fx.root()).index_file("index.html"));
+    for (uri, location) in [("/docs", "./docs/"), ("/docs?q=1", "./docs/?q=1")] {
+        let (status, headers, _) = send(serve.clone(), get(uri, &[])).await;
+        assert_eq!(status, StatusCode::MOVED_PERMANENTLY, "{uri}");
+        assert_eq!(text(&headers, "location"), location, "{uri}");
+    }
+    let (status, headers, body) = send(serve.clone(), request(Method::HEAD, "/docs", &[])).await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(text(&headers, "location"), "./docs/");
+    assert!(body.is_empty());
+    let (status, _, body) = send(serve.clone(), get("/docs/", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "<p>docs</p>");
+    // Hidden, missing, or a file: no redirect.
+    for (uri, expected) in [
+        ("/.hidden", StatusCode::NOT_FOUND),
+        ("/nope", StatusCode::NOT_FOUND),
+        ("/docs/index.html", StatusCode::OK),
+    ] {
+        let (status, _, _) = send(serve.clone(), get(uri, &[])).await;
+        assert_eq!(status, expected, "{uri}");
+    }
+}
+
+#[tokio::test]
 async fn a_missing_file_or_a_directory_is_404() {
     let fx = Fixture::new();
     fx.dir("sub");

@@ -208,9 +208,14 @@ async fn index_file_serves_directory_paths() {
         assert_eq!(text(&headers, "content-type"), "text/html", "{uri}");
         assert!(body == pattern(0..len), "{uri}");
     }
-    for uri in ["/docs", "/empty/", "/empty"] {
+    // A directory without its slash is redirected to it (see basics.rs); with it, an empty one is not found.
+    for (uri, expected) in [
+        ("/docs", StatusCode::MOVED_PERMANENTLY),
+        ("/empty", StatusCode::MOVED_PERMANENTLY),
+        ("/empty/", StatusCode::NOT_FOUND),
+    ] {
         let (status, _, _) = send(serve.clone(), get(uri, &[])).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(status, expected, "{uri}");
     }
     // Without an index file, directory paths are not found.
     for uri in ["/", "/docs/"] {
