@@ -562,6 +562,44 @@ w(f"Interference: every run waited for an idle machine and counted the CPU time 
   f"{len(noisy)} of the {len(all_runs)} kept runs still exceed it (marked ‡ with that share in the last table, "
   f"and left out of the medians; a ‡ in the first table means every run of that cell was disturbed).")
 w("")
+w("## Paired ratios")
+w("")
+w("The machine's speed drifts over a run (all servers are faster or slower together in some rounds; see Every "
+  "round), so the ratios above, of medians taken minutes apart, carry that drift. Here each round's "
+  "mmap-serve result is divided by the other server's result in the same round (seconds apart), then the "
+  "median over rounds is taken, with the lowest and highest round in brackets. Rounds where either run was "
+  "disturbed are left out.")
+w("")
+others = [o for o in ["ceiling", "serve_dir", "nginx"] if o in servers]
+w("| workload | " + " | ".join(f"mmap-serve / {labels[o]}" for o in others) + " |")
+w("|---|" + "---:|" * len(others))
+def paired(workload, unit, other):
+    if "mmap-serve" not in servers or unsupported(workload, other):
+        return "n/a"
+    ours = {r["round"]: r for r in runs[workload, "mmap-serve"] if r["foreign"] <= $FOREIGN_MAX}
+    theirs = {r["round"]: r for r in runs[workload, other] if r["foreign"] <= $FOREIGN_MAX}
+    ratios = sorted(ours[k][unit] / theirs[k][unit] for k in ours.keys() & theirs.keys() if theirs[k][unit])
+    if not ratios:
+        return "n/a"
+    return f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f}–{ratios[-1]:.2f}]"
+for workload, title, unit in workloads:
+    w(f"| {title} | " + " | ".join(paired(workload, unit, o) for o in others) + " |")
+w("")
+w("## Server CPU per request")
+w("")
+w("CPU time of the server process (nginx: its worker) per request, in microseconds (median over the kept "
+  "runs): what a request costs the server whoever set the pace, so it also compares servers that wrk could "
+  "not saturate. Kernel time for the loopback TCP work is included.")
+w("")
+w("| workload | " + " | ".join(labels[s] for s in servers) + " |")
+w("|---|" + "---:|" * len(servers))
+for workload, title, unit in workloads:
+    cells = []
+    for s in servers:
+        costs = [r["server_cpu"] / 100 * 1e6 / r["req"] for r in kept(workload, s) if r["req"]]
+        cells.append(f"{statistics.median(costs):.1f}" if costs else "—")
+    w(f"| {title} | " + " | ".join(cells) + " |")
+w("")
 w("## Server memory")
 w("")
 w("Peak RssAnon (anonymous resident memory, MiB) of the serving process (nginx: its worker), sampled every "
