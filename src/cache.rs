@@ -68,7 +68,7 @@ pub struct CacheStats {
 ///   SIGBUS protection, see [`MmapFile::reads_on_demand`]) is not kept, since it holds a descriptor.
 ///
 /// Lookups that miss or revalidate do blocking file-system work; from async code call them in
-/// `tokio::task::spawn_blocking`, or use [`get_if_fresh`](Self::get_if_fresh), which never touches the disk.
+/// `tokio::task::spawn_blocking`, or use [`get_if_fresh`](Self::get_if_fresh), which never blocks.
 ///
 /// # Examples
 ///
@@ -209,15 +209,7 @@ impl MmapCache {
                 return Ok(cached);
             }
             match std::fs::metadata(path) {
-                // A poisoned mapping (a fault it survived, such as an I/O error) is stale even when the file
-                // looks the same: it is never served again. So is the mapping of a file that may change once
-                // the SIGBUS guard is gone (another library replaced it): re-opened, it is read on demand.
-                Ok(m)
-                    if m.is_file()
-                        && !cached.is_poisoned()
-                        && FileIdentity::from_metadata(&m) == *cached.identity()
-                        && still_safe(&cached, revalidate) =>
-                {
+                Ok(m) if unchanged(&cached, &m, revalidate) => {
                     cached.set_checked_at(clock());
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(cached);
@@ -238,10 +230,14 @@ impl MmapCache {
         }
     }
 
-    /// The cached file at `path` if it needs no revalidation now under `revalidate`; never touches the disk.
+    /// The cached file at `path` if it needs no revalidation now under `revalidate`, or passes one that cannot
+    /// block; never reads from a disk.
     ///
     /// This is the non-blocking fast path for async callers: on `None`, fall back to
-    /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A hit is counted in the stats.
+    /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A revalidation that is due is made
+    /// here (one `stat` of the path) only for a mapped file on a local filesystem: the mapping holds the file
+    /// open, which keeps every directory entry of its path in memory, so the `stat` waits for neither a disk
+    /// nor a network. A hit is counted in the stats.
     pub fn get_if_fresh(&self, path: &Path, revalidate: Revalidate) -> Option<Arc<MmapFile>> {
         self.get_if_fresh_where(path, revalidate, |_| true)
     }
@@ -255,8 +251,20 @@ impl MmapCache {
         accept: impl FnOnce(&MmapFile) -> bool,
     ) -> Option<Arc<MmapFile>> {
         let file = self.files.get(&*key_of(path))?;
-        if is_due(&file, revalidate) || !accept(&file) {
+        if !accept(&file) {
             return None;
+        }
+        if is_due(&file, revalidate) {
+            // The check is one stat, made here when it cannot wait on a disk or a network: the file is mapped
+            // (its open description pins every directory entry the lookup walks, so none is read from disk)
+            // on a local filesystem. Anything else, and any change, is left to the blocking caller.
+            if !file.checks_inline() {
+                return None;
+            }
+            match std::fs::metadata(path) {
+                Ok(m) if unchanged(&file, &m, revalidate) => file.set_checked_at(clock()),
+                _ => return None,
+            }
         }
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         Some(file)
@@ -448,6 +456,17 @@ impl MmapCacheBuilder {
 /// Whether `cached` may keep being served as it is under `revalidate`: a mapping of a file that may change
 /// needs the SIGBUS guard, registered and still active (one `sigaction` call, made only when a revalidation
 /// is due anyway).
+/// Whether `cached` may still be served for a path whose `stat` is `now`: the same regular file, not poisoned
+/// (a fault it survived, such as an I/O error, makes a mapping stale even when the file looks the same), and
+/// still safe to serve mapped (see [`still_safe`]): a file that may change, mapped while the SIGBUS guard was
+/// there, is re-opened (and read on demand) once the guard is gone.
+fn unchanged(cached: &MmapFile, now: &std::fs::Metadata, revalidate: Revalidate) -> bool {
+    now.is_file()
+        && !cached.is_poisoned()
+        && FileIdentity::from_metadata(now) == *cached.identity()
+        && still_safe(cached, revalidate)
+}
+
 fn still_safe(cached: &MmapFile, revalidate: Revalidate) -> bool {
     !cached.is_mapped()
         || revalidate == Revalidate::Never
@@ -646,6 +665,38 @@ mod tests {
         assert_eq!(key_of(Path::new("/a//b/./c/")), &b"/a/b/c"[..]);
         assert_eq!(key_of(Path::new("./a")), &b"./a"[..]);
         assert_eq!(key_of(Path::new("/")), &b"/"[..]);
+    }
+
+    #[test]
+    fn a_due_mapping_on_a_local_filesystem_is_checked_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "f", 1 << 20, 1);
+        let cache = MmapCache::builder().revalidate(Revalidate::Always).build();
+        let file = cache.get_or_create(&p).unwrap();
+        assert!(file.is_mapped());
+        // procfs is not a local disk filesystem; the temp dir is (ext4, tmpfs, overlayfs... on any CI runner).
+        assert!(!on_local(std::path::Path::new("/proc/self/status")));
+        assert!(
+            file.checks_inline(),
+            "the temp dir is on a local filesystem"
+        );
+        let again = cache
+            .get_if_fresh(&p, Revalidate::Always)
+            .expect("checked inline, unchanged");
+        assert!(Arc::ptr_eq(&file, &again));
+        // Replaced: the inline check sees it and leaves the re-mapping to the blocking path.
+        let tmp = write(d.path(), "f.tmp", 1 << 20, 2);
+        fs::rename(&tmp, &p).unwrap();
+        assert!(cache.get_if_fresh(&p, Revalidate::Always).is_none());
+        assert_eq!(cache.get_or_create(&p).unwrap().range(0..1).unwrap()[0], 2);
+        // Read into memory, not mapped: nothing holds the path's entries, so the check is left to the caller.
+        let small = write(d.path(), "small", 100, 3);
+        assert!(!cache.get_or_create(&small).unwrap().checks_inline());
+        assert!(cache.get_if_fresh(&small, Revalidate::Always).is_none());
+    }
+
+    fn on_local(path: &Path) -> bool {
+        crate::mmap::file::on_local_filesystem(&fs::File::open(path).unwrap())
     }
 
     #[test]

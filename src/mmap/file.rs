@@ -71,6 +71,8 @@ pub struct MmapFile {
     /// Set when this mapping replaced one of an earlier version with the same Last-Modified second: that date
     /// then names two versions, and is never a strong validator.
     date_ambiguous: AtomicBool,
+    /// Mapped from a local filesystem: a revalidation `stat` of the path never waits for a disk or a network.
+    checks_inline: bool,
 }
 
 impl MmapFile {
@@ -136,6 +138,7 @@ impl MmapFile {
             source: std::io::Error::other("file too large to map on this platform"),
         })?;
         let mut mapping = None;
+        let mut checks_inline = false;
         let content = if len == 0 {
             Content::Memory(Bytes::new())
         } else if identity.len() < small_file_threshold {
@@ -144,6 +147,7 @@ impl MmapFile {
             match map(path, &file, len, config, immutable)? {
                 Some((bytes, mapped)) => {
                     mapping = Some(mapped);
+                    checks_inline = on_local_filesystem(&file);
                     Content::Memory(bytes)
                 }
                 None => Content::Pread(Arc::new(PreadFile::new(file, identity.len()))),
@@ -159,6 +163,7 @@ impl MmapFile {
             checked_at: AtomicU64::new(0),
             confined_to: AtomicU64::new(0),
             date_ambiguous: AtomicBool::new(false),
+            checks_inline,
         })
     }
 
@@ -329,6 +334,13 @@ impl MmapFile {
         self.confined_to.store(tag, Ordering::Relaxed);
     }
 
+    /// Whether a revalidation of this file may `stat` its path on the async executor: it is mapped (the mapping
+    /// holds the file open, which pins the directory entries a lookup of its path walks, so none has to be read
+    /// from disk) from a local filesystem (no network or FUSE daemon to wait for).
+    pub(crate) fn checks_inline(&self) -> bool {
+        self.checks_inline
+    }
+
     /// From when the Last-Modified date is a strong validator (RFC 9110 §8.8.2.2), or None for never.
     pub(crate) fn strong_date_from(&self) -> Option<SystemTime> {
         if self.date_ambiguous.load(Ordering::Relaxed) {
@@ -345,6 +357,37 @@ impl MmapFile {
             self.date_ambiguous.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether `file` lives on a local filesystem (by its `statfs` magic), where a `stat` of a name whose file is
+/// open waits for neither a disk nor a network. Network and FUSE filesystems (NFS, SMB, Ceph, Lustre, 9p,
+/// sshfs, object-store mounts), and anything not listed, are not: their metadata may need a round trip.
+#[cfg(target_os = "linux")]
+pub(crate) fn on_local_filesystem(file: &File) -> bool {
+    // linux/magic.h
+    const LOCAL: [u32; 11] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+        0x794C_7630, // overlayfs
+        0xF2F5_2010, // f2fs
+        0x2FC1_2FC1, // zfs
+        0xCA45_1A4E, // bcachefs
+        0x7371_7368, // squashfs
+        0xE0F5_E1E2, // erofs
+    ];
+    match rustix::fs::fstatfs(file) {
+        // f_type is a signed word on some targets: its low 32 bits are the magic.
+        Ok(stat) => LOCAL.contains(&(stat.f_type as u64 as u32)),
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn on_local_filesystem(_: &File) -> bool {
+    false
 }
 
 fn check_regular(path: &Path, metadata: &Metadata) -> Result<(), MmapError> {

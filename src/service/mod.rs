@@ -45,10 +45,12 @@ pub const DEFAULT_MAX_RANGES: usize = 1024;
 ///
 /// # Blocking work
 ///
-/// A cache hit that needs no revalidation is answered inline, without a syscall. Everything that touches the
-/// file system — the confinement check, `open`, `fstat`, `mmap`, and the revalidation `stat` when the policy
-/// says one is due — runs in `tokio::task::spawn_blocking`, so a slow disk never stalls the async workers.
-/// Outside a Tokio runtime that work runs inline in `poll`.
+/// A cache hit that needs no revalidation is answered inline, without a syscall. Everything that may wait on
+/// the file system — the confinement check, `open`, `fstat`, `mmap`, and the revalidation `stat` when the
+/// policy says one is due — runs in `tokio::task::spawn_blocking`, so a slow disk never stalls the async
+/// workers. The one exception is the revalidation of a mapped file on a local filesystem, a `stat` that
+/// cannot wait (see [`MmapCache::get_if_fresh`]). Outside a Tokio runtime that work runs inline, in `call` or
+/// `poll`.
 ///
 /// # Examples
 ///
