@@ -1773,6 +1773,26 @@ mod tests {
             );
         }
 
+        /// A field that is exactly our ETag, which takes the shortcut (no parsing), decides as the same bytes
+        /// with whitespace around them, which are parsed: for If-Match and If-None-Match, trusted or not.
+        #[test]
+        fn an_echoed_etag_decides_as_a_parsed_one(
+            method in method(),
+            owned in validators(),
+            name in proptest::sample::select(vec!["if-match", "if-none-match"]),
+            trusted in any::<bool>(),
+        ) {
+            prop_assume!(HeaderValue::from_bytes(&owned.etag).is_ok());
+            let view = Validators {
+                etag_is_ours: trusted && parse_entity_tag(&owned.etag).is_some_and(|tag| !tag.weak),
+                ..owned.view()
+            };
+            let padded = [b" ".as_slice(), &owned.etag, b"\t"].concat();
+            let exact = evaluate_preconditions(&method, &header_map(&[(name, &owned.etag)]), &view);
+            let parsed = evaluate_preconditions(&method, &header_map(&[(name, &padded)]), &view);
+            prop_assert_eq!(exact, parsed);
+        }
+
         /// The fields §13.2.2 says to skip really have no effect: If-Unmodified-Since under
         /// If-Match, If-Modified-Since under If-None-Match or for other methods, and If-Range
         /// on anything but `range_applies` (which is true without it).

@@ -249,24 +249,45 @@ pub(crate) fn without_content_for_head(
     response
 }
 
-/// 301 Moved Permanently from `…/name` (a directory) to `…/name/` (RFC 9110 §15.4.2), query kept. `Location` is
-/// the relative `./name/`: it resolves against the client's URL, so it stays right when a router stripped a
-/// prefix from the path this service sees (`./` keeps a name with a `:` from reading as a scheme).
-pub(crate) fn to_directory(uri: &http::Uri) -> Response<MmapBody> {
-    let name = uri.path().rsplit('/').next().unwrap_or_default();
-    let location = match uri.query() {
-        Some(query) => format!("./{name}/?{query}"),
-        None => format!("./{name}/"),
-    };
-    let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(location)) else {
-        return text(StatusCode::NOT_FOUND, "not found");
-    };
+/// 301 Moved Permanently from `…/name` (a directory) to `…/name/` (RFC 9110 §15.4.2), query kept; None when the
+/// path has no last name to add the `/` to (it ends in `/` already). `Location` is the relative `./name/`: it
+/// resolves against the client's URL, so it stays right when a router stripped a prefix from the path this
+/// service sees (`./` keeps a name with a `:` from reading as a scheme). Bytes a URI reference may not hold
+/// (non-ASCII, spaces, `"{}` and the like, which the `http` crate lets through) are percent-encoded.
+pub(crate) fn to_directory(uri: &http::Uri) -> Option<Response<MmapBody>> {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    // Not pchar (RFC 3986 §3.3), `%` aside: the escapes the client sent stay as they are.
+    const NOT_PCHAR: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let name = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())?;
+    let mut location = format!("./{}/", utf8_percent_encode(name, NOT_PCHAR));
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.extend(utf8_percent_encode(query, NOT_PCHAR));
+    }
+    let value = HeaderValue::from_maybe_shared(Bytes::from(location)).ok()?;
     let mut response = text(
         StatusCode::MOVED_PERMANENTLY,
         "moved to the directory's URL with a /",
     );
     response.headers_mut().insert(header::LOCATION, value);
-    response
+    Some(response)
 }
 
 /// The answer to a method other than GET and HEAD: 405 for a method this server knows (RFC 9110 §15.5.6),
@@ -455,6 +476,25 @@ mod tests {
         for n in [0, 1, 9, 10, 99, 100, 4096, 1 << 40, u64::MAX - 1, u64::MAX] {
             assert_eq!(decimal(n), n.to_string().as_str());
         }
+    }
+
+    #[test]
+    fn a_directory_redirect_is_relative_and_a_valid_uri_reference() {
+        let location = |uri: &str| {
+            to_directory(&uri.parse().expect("a URI"))
+                .map(|r| header(&r, "location").expect("a Location").to_owned())
+        };
+        assert_eq!(location("/docs").as_deref(), Some("./docs/"));
+        assert_eq!(location("/a/b?x=1&y").as_deref(), Some("./b/?x=1&y"));
+        // The client's escapes stay; what a URI reference may not hold is escaped.
+        assert_eq!(location("/a%20b").as_deref(), Some("./a%20b/"));
+        assert_eq!(location("/a{b}?x=1").as_deref(), Some("./a%7Bb%7D/?x=1"));
+        assert_eq!(location("/caf\u{e9}").as_deref(), Some("./caf%C3%A9/"));
+        // Nothing to add a slash to.
+        assert_eq!(location("/docs/"), None);
+        assert_eq!(location("/"), None);
+        let r = to_directory(&"/docs".parse().expect("a URI")).expect("a redirect");
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
     }
 
     #[test]

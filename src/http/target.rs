@@ -38,6 +38,19 @@ pub(crate) fn bad_request_reason(
     None
 }
 
+/// The 400 answer for `head` when [`bad_request_reason`] finds one (no body for HEAD).
+pub(crate) fn refusal(
+    head: &http::request::Parts,
+    require_host: bool,
+) -> Option<http::Response<crate::http::body::MmapBody>> {
+    let reason = bad_request_reason(head.version, &head.uri, &head.headers, require_host)?;
+    let response = super::response::text(http::StatusCode::BAD_REQUEST, reason);
+    Some(super::response::without_content_for_head(
+        &head.method,
+        response,
+    ))
+}
+
 /// Whether `method` is one this server knows but does not allow on files (405), rather than one it does not
 /// implement at all (501, RFC 9110 §9.1): the methods of RFC 9110 §9.3 and PATCH (RFC 5789). Method names are
 /// case-sensitive, so `get` is unknown.
@@ -71,7 +84,8 @@ fn is_valid_host(value: &[u8]) -> bool {
     };
     let port_ok = match port.split_first() {
         None => true,
-        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        // RFC 9110 §4.2.1: an http URI with an empty host is invalid, so a port needs a host before it.
+        Some((b':', digits)) => !host.is_empty() && digits.iter().all(u8::is_ascii_digit),
         Some(_) => false,
     };
     port_ok
@@ -217,7 +231,9 @@ mod tests {
         for host in valid {
             assert!(is_valid_host(host), "{:?}", String::from_utf8_lossy(host));
         }
-        let invalid: [&[u8]; 12] = [
+        let invalid: [&[u8]; 14] = [
+            b":80",
+            b":",
             b"a b",
             b"a/b",
             b"a?b",

@@ -138,7 +138,8 @@ pub(crate) struct FileValidators {
     /// The length in decimal, for a full response's Content-Length.
     pub(crate) length: HeaderValue,
     /// From when `last_modified` is a strong validator (RFC 9110 §8.8.2.2): once the second it names is over,
-    /// no other version can get that date. None when the file claims a modification time in the future.
+    /// no other version can get that date. A tenth of a second later, in fact: file times come from the
+    /// kernel's coarse clock, a tick behind the time of day. None when the file claims a time in the future.
     pub(crate) strong_date_from: Option<SystemTime>,
 }
 
@@ -162,7 +163,8 @@ impl FileValidators {
             last_modified: value(httpdate::fmt_http_date(last_modified_time)),
             last_modified_time,
             length: HeaderValue::from(identity.len()),
-            strong_date_from: (!claims_future).then(|| last_modified_time + Duration::from_secs(1)),
+            strong_date_from: (!claims_future)
+                .then(|| last_modified_time + Duration::from_millis(1_100)),
         }
     }
 }

@@ -114,6 +114,7 @@ pin_project! {
         parts: Option<Parts>,
         cache: Arc<MmapCache>,
         limits: Limits,
+        check_host: bool,
     }
 }
 
@@ -128,18 +129,22 @@ pin_project! {
 
 impl<R: Resolve> Serving<R> {
     /// Starts serving the GET or HEAD request `parts` with `resolver`: at once when the resolver decides
-    /// without waiting and the file is cached and fresh (the hot path, no future built).
+    /// without waiting and the file is cached and fresh (the hot path, no future built). `check_host`: refuse
+    /// a bad Host field before serving a file (the caller has not checked it).
     pub(crate) fn start(
         resolver: &R,
         parts: Parts,
         cache: &Arc<MmapCache>,
         limits: Limits,
+        check_host: bool,
     ) -> Start<R> {
         let (state, parts) = match resolver.resolve_now(&parts) {
-            Resolving::Ready(resolution) => match proceed(resolution, parts, cache, limits) {
-                Step::Done(outcome) => return Start::Done(outcome),
-                Step::Open { open, file, parts } => (State::Opening { open, file }, parts),
-            },
+            Resolving::Ready(resolution) => {
+                match proceed(resolution, parts, cache, limits, check_host) {
+                    Step::Done(outcome) => return Start::Done(outcome),
+                    Step::Open { open, file, parts } => (State::Opening { open, file }, parts),
+                }
+            }
             Resolving::Pending(resolve) => (State::Resolving { resolve }, parts),
         };
         Start::Later(Box::pin(Self {
@@ -147,6 +152,7 @@ impl<R: Resolve> Serving<R> {
             parts: Some(parts),
             cache: Arc::clone(cache),
             limits,
+            check_host,
         }))
     }
 }
@@ -161,7 +167,13 @@ impl<R: Resolve> Future for Serving<R> {
                 StateProj::Resolving { resolve } => {
                     let resolution = ready!(resolve.poll(cx));
                     let parts = this.parts.take().expect("parts are taken once");
-                    match proceed(resolution, parts, this.cache, *this.limits) {
+                    match proceed(
+                        resolution,
+                        parts,
+                        this.cache,
+                        *this.limits,
+                        *this.check_host,
+                    ) {
                         Step::Done(outcome) => {
                             this.state.set(State::Done);
                             return Poll::Ready(outcome);
@@ -203,10 +215,16 @@ enum Step {
     },
 }
 
-/// Goes on from `resolution`: a request for a file with a bad Host field or target is 400; a cached, fresh
-/// mapping is answered without a syscall; anything else is opened (and mapped) on a blocking thread, or right
+/// Goes on from `resolution`: a request for a file with a bad Host field or target is 400 (when `check_host`);
+/// a cached, fresh mapping is answered without a syscall; anything else is opened (and mapped) on a blocking thread, or right
 /// here outside a Tokio runtime.
-fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits: Limits) -> Step {
+fn proceed(
+    resolution: Resolution,
+    parts: Parts,
+    cache: &Arc<MmapCache>,
+    limits: Limits,
+    check_host: bool,
+) -> Step {
     let file = match resolution {
         Resolution::File(file) => file,
         Resolution::NotFound => return Step::Done(Outcome::NotFound(parts)),
@@ -216,17 +234,11 @@ fn proceed(resolution: Resolution, parts: Parts, cache: &Arc<MmapCache>, limits:
             return Step::Done(Outcome::Response(r));
         }
     };
-    if let Some(reason) = target::bad_request_reason(
-        parts.version,
-        &parts.uri,
-        &parts.headers,
-        limits.require_host,
-    ) {
-        let r = response::text(http::StatusCode::BAD_REQUEST, reason);
-        return Step::Done(Outcome::Response(response::without_content_for_head(
-            &parts.method,
-            r,
-        )));
+    if let Some(refusal) = check_host
+        .then(|| target::refusal(&parts, limits.require_host))
+        .flatten()
+    {
+        return Step::Done(Outcome::Response(refusal));
     }
     let policy = policy_for(&file, cache);
     // A confined file must have been verified beneath this very root.
@@ -260,9 +272,12 @@ fn finish(
 ) -> Outcome {
     match opened {
         Ok(mapped) => Outcome::Response(render(&parts, &mapped, file, limits)),
-        Err(MmapError::IsADirectory(_)) if file.redirects_directory() => Outcome::Response(
-            response::without_content_for_head(&parts.method, response::to_directory(&parts.uri)),
-        ),
+        Err(MmapError::IsADirectory(_)) if file.redirects_directory() => {
+            match response::to_directory(&parts.uri) {
+                Some(r) => Outcome::Response(response::without_content_for_head(&parts.method, r)),
+                None => Outcome::NotFound(parts),
+            }
+        }
         Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => Outcome::NotFound(parts),
         Err(err) => Outcome::Response(response::without_content_for_head(
             &parts.method,

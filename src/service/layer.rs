@@ -21,9 +21,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A [`Layer`] that puts an [`MmapServe`] in front of another service.
 ///
 /// GET and HEAD requests for which the resolver names a file are answered from the mapping (including 304,
-/// 412 and 416, and 404 or 403 when the named file cannot be opened); a resolver's rejection (say 400 for an
-/// invalid CID) is answered too. Every other request — the resolver found nothing, or the method is not GET or
-/// HEAD — goes on to the inner service untouched, body included.
+/// 412 and 416, 403 when the file cannot be read, 400 when the request's Host field is repeated or malformed,
+/// and a 301 to `name/` when the file is a directory and the resolver serves an index file); a resolver's
+/// rejection (say 400 for an invalid CID) is answered too. Every other request — the resolver found nothing,
+/// the named file does not exist, or the method is not GET or HEAD — goes on to the inner service untouched,
+/// body included.
 ///
 /// # Examples
 ///
@@ -133,7 +135,7 @@ where
             };
         }
         let (parts, body) = request.into_parts();
-        let state = match self.serve.start(parts) {
+        let state = match self.serve.start(parts, true) {
             Start::Done(Outcome::Response(response)) => FallState::Ready {
                 response: Some(response),
             },

@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use crate::http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 use crate::http::response::{self, Limits, Representation};
+use crate::http::target;
 use crate::resolve::{Confinement, ResolvedFile};
 use crate::{MmapCache, MmapError, MmapFile, Resolve, Revalidate};
 
@@ -33,15 +34,18 @@ pub const DEFAULT_MAX_RANGES: usize = 1024;
 /// [`MmapCache`] and answers:
 ///
 /// - `GET` 200 with `Content-Length`, `Content-Type`, a strong `ETag`, `Last-Modified`, `Accept-Ranges: bytes`;
-///   `HEAD` with the same headers and no body; any other method 405 with `Allow: GET, HEAD`;
+///   `HEAD` with the same headers and no body; the other methods of RFC 9110 (and PATCH) 405 with
+///   `Allow: GET, HEAD`, unknown ones 501;
 /// - the five conditional headers in the order of RFC 9110 §13.2.2 (412, 304, and If-Range);
 /// - single ranges (206), several ranges (206 `multipart/byteranges`, overlapping ones merged, refused in
 ///   favour of the 200 when the multipart answer would be larger than the file or has more than
 ///   [`max_ranges`](Self::max_ranges) parts), and 416 when no range is satisfiable.
 ///
 /// Bodies are [`MmapBody`]: zero-copy slices of the mapping. The service never fails: every error is a
-/// response (404, 403, 400 from the resolver, 503 with `Retry-After` when the process is out of file
-/// descriptors or address space, 500 for other I/O errors, which are logged once with `tracing`).
+/// response (404, 403, 400 from the resolver or for a repeated or malformed Host field (see
+/// [`require_host`](Self::require_host)), 301 to `name/` for a directory when the resolver serves an index
+/// file, 503 with `Retry-After` when the process is out of file descriptors or address space, 500 for other
+/// I/O errors, which are logged once with `tracing`).
 ///
 /// # Blocking work
 ///
@@ -158,8 +162,8 @@ impl<R: Resolve> MmapServe<R> {
     }
 
     /// Starts serving a GET or HEAD.
-    pub(crate) fn start(&self, parts: http::request::Parts) -> Start<R> {
-        Serving::start(&*self.resolver, parts, &self.cache, self.limits)
+    pub(crate) fn start(&self, parts: http::request::Parts, check_host: bool) -> Start<R> {
+        Serving::start(&*self.resolver, parts, &self.cache, self.limits, check_host)
     }
 }
 
@@ -195,8 +199,12 @@ impl<R: Resolve, B> Service<Request<B>> for MmapServe<R> {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, _body) = request.into_parts();
+        // RFC 9112 §3.2: a bad Host field is refused whatever the method and whatever the resolver says.
+        if let Some(refusal) = target::refusal(&parts, self.limits.require_host) {
+            return ResponseFuture::ready(refusal);
+        }
         if is_get_or_head(&parts.method) {
-            ResponseFuture::start(self.start(parts))
+            ResponseFuture::start(self.start(parts, false))
         } else {
             ResponseFuture::ready(response::method_not_allowed_or_implemented(&parts.method))
         }

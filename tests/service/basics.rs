@@ -153,6 +153,16 @@ async fn a_repeated_or_invalid_host_or_userinfo_is_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {headers:?}");
         assert_eq!(body, reason, "{uri} {headers:?}");
     }
+    // Whatever the method, and whether or not a file is there.
+    for (method, uri) in [
+        (Method::POST, "/a.bin"),
+        (Method::GET, "/missing.bin"),
+        (Method::GET, "/"),
+    ] {
+        let headers = [("host", "a"), ("host", "b")];
+        let (status, _, _) = send(fx.serve(), request(method.clone(), uri, &headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}");
+    }
     for host in ["localhost", "localhost:8080", "127.0.0.1", "[::1]:80", ""] {
         let (status, _, _) = send(fx.serve(), get("/a.bin", &[("host", host)])).await;
         assert_eq!(status, StatusCode::OK, "{host:?}");
