@@ -103,16 +103,21 @@ fn is_valid_host(value: &[u8]) -> bool {
 }
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2); IPv4 addresses are reg-names too.
-fn is_reg_name(mut bytes: &[u8]) -> bool {
-    while let Some((&first, rest)) = bytes.split_first() {
-        bytes = match first {
-            b'%' => match rest {
+fn is_reg_name(bytes: &[u8]) -> bool {
+    // The usual name has no escape: one table lookup a byte.
+    if bytes.iter().all(|&b| is_unreserved_or_sub_delim(b)) {
+        return true;
+    }
+    let mut rest = bytes;
+    while let Some((&first, after)) = rest.split_first() {
+        rest = match first {
+            b'%' => match after {
                 [high, low, after @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
                     after
                 }
                 _ => return false,
             },
-            b if is_unreserved_or_sub_delim(b) => rest,
+            b if is_unreserved_or_sub_delim(b) => after,
             _ => return false,
         };
     }
@@ -121,25 +126,37 @@ fn is_reg_name(mut bytes: &[u8]) -> bool {
 
 /// `unreserved / sub-delims` (RFC 3986 §2.2-3).
 fn is_unreserved_or_sub_delim(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    UNRESERVED_OR_SUB_DELIM[usize::from(b)]
 }
+
+/// [`is_unreserved_or_sub_delim`] for every byte, computed at compile time.
+static UNRESERVED_OR_SUB_DELIM: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
