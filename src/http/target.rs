@@ -38,17 +38,31 @@ pub(crate) fn bad_request_reason(
     None
 }
 
-/// The 400 answer for `head` when [`bad_request_reason`] finds one (no body for HEAD).
+/// The 400 answer for `head` when [`form_reason`] or [`bad_request_reason`] finds one (no body for HEAD).
 pub(crate) fn refusal(
     head: &http::request::Parts,
     require_host: bool,
 ) -> Option<http::Response<crate::http::body::MmapBody>> {
-    let reason = bad_request_reason(head.version, &head.uri, &head.headers, require_host)?;
+    let reason = form_reason(&head.method, &head.uri)
+        .or_else(|| bad_request_reason(head.version, &head.uri, &head.headers, require_host))?;
     let response = super::response::text(http::StatusCode::BAD_REQUEST, reason);
     Some(super::response::without_content_for_head(
         &head.method,
         response,
     ))
+}
+
+/// Why the request target's form does not fit the method (RFC 9112 §3.2: an invalid request-line SHOULD get
+/// 400): the authority-form (`host:port`) is only for CONNECT (§3.2.3), the asterisk-form (`*`) only for
+/// OPTIONS (§3.2.4).
+pub(crate) fn form_reason(method: &Method, uri: &Uri) -> Option<&'static str> {
+    if uri.scheme().is_none() && uri.authority().is_some() && method != Method::CONNECT {
+        return Some("an authority-form target is only for CONNECT");
+    }
+    if uri.path() == "*" && method != Method::OPTIONS {
+        return Some("an asterisk-form target is only for OPTIONS");
+    }
+    None
 }
 
 /// Whether `method` is one this server knows but does not allow on files (405), rather than one it does not
@@ -227,6 +241,28 @@ mod tests {
             Some("userinfo in the request target")
         );
         assert_eq!(reason("http://example.com/f", &[b"example.com"]), None);
+    }
+
+    #[test]
+    fn target_forms_fit_their_methods() {
+        let form =
+            |method: Method, target: &str| form_reason(&method, &target.parse().expect("a URI"));
+        assert_eq!(form(Method::GET, "/a"), None);
+        assert_eq!(form(Method::GET, "http://example.com/a"), None);
+        assert_eq!(
+            form(Method::GET, "example.com:80"),
+            Some("an authority-form target is only for CONNECT")
+        );
+        assert_eq!(
+            form(Method::GET, "ten.bin"),
+            Some("an authority-form target is only for CONNECT")
+        );
+        assert_eq!(form(Method::CONNECT, "example.com:443"), None);
+        assert_eq!(
+            form(Method::HEAD, "*"),
+            Some("an asterisk-form target is only for OPTIONS")
+        );
+        assert_eq!(form(Method::OPTIONS, "*"), None);
     }
 
     #[test]

@@ -153,6 +153,15 @@ async fn a_repeated_or_invalid_host_or_userinfo_is_400() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {headers:?}");
         assert_eq!(body, reason, "{uri} {headers:?}");
     }
+    // A target whose form does not fit the method (RFC 9112 §3.2.3, §3.2.4).
+    for (method, uri) in [
+        (Method::GET, "a.bin"),
+        (Method::GET, "*"),
+        (Method::HEAD, "localhost:80"),
+    ] {
+        let (status, _, _) = send(fx.serve(), request(method.clone(), uri, &[("host", "a")])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}");
+    }
     // Whatever the method, and whether or not a file is there.
     for (method, uri) in [
         (Method::POST, "/a.bin"),
