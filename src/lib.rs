@@ -59,6 +59,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod body;
 mod cache;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -75,9 +76,9 @@ mod mmap;
 mod resolve;
 mod service;
 
+pub use body::{DEFAULT_CHUNK_SIZE, MmapBody};
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
-pub use http::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 pub use mmap::config::MmapConfig;
 pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 #[cfg(target_os = "linux")]
@@ -87,8 +88,8 @@ pub use resolve::{
     CidResolver, DirResolver, Rejection, Resolution, Resolve, ResolvedFile, Resolving,
 };
 pub use service::{
-    DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe, MmapServeLayer,
-    ResponseFuture,
+    DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe,
+    MmapServeFuture, MmapServeLayer,
 };
 
 /// The README's code blocks, compiled (and run where they do not need a server) by `cargo test --doc`.

@@ -64,7 +64,11 @@ fn the_guides_api_compiles_and_works() -> Result<(), MmapError> {
 #[test]
 fn many_threads_share_one_mapping_and_read_correct_bytes() {
     let (_dir, path) = fixture(4 << 20);
-    let cache = Arc::new(MmapCache::builder().revalidate(Revalidate::Always).build());
+    let cache = Arc::new(
+        MmapCache::builder()
+            .revalidation(Revalidate::Always)
+            .build(),
+    );
     std::thread::scope(|s| {
         for t in 0..8u64 {
             let (cache, path) = (Arc::clone(&cache), &path);

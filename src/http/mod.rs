@@ -1,9 +1,11 @@
-//! RFC 9110 without I/O: request target checks, preconditions, range planning, multipart framing, the body, and
-//! the rendering that ties them into a response.
+//! RFC 9110 decisions and header values, pure: no std::fs, tokio, libc or rustix, no `Response`, and nothing
+//! of the cache or the mapping; every function here maps plain data to an answer.
+//!
+//! A request flows through `target` (is it well formed, which method), then `answer`, which combines
+//! `preconditions` (§13.2.2) and `range` (§14), with `multipart` laying out a multi-range answer.
 
-pub(crate) mod body;
+pub(crate) mod answer;
 pub(crate) mod multipart;
 pub(crate) mod preconditions;
 pub(crate) mod range;
-pub(crate) mod response;
 pub(crate) mod target;

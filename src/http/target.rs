@@ -1,7 +1,8 @@
 //! The request's target and Host field, checked before a file is served: RFC 9112 §3.2 (Host), RFC 9110 §4.2.4
 //! (userinfo) and §9.1 (which methods exist).
 //!
-//! hyper parses the request line but leaves these to the server. Everything here is pure and works on bytes.
+//! hyper parses the request line but leaves these to the server. Everything here is pure and works on bytes:
+//! no I/O, no `Response`.
 
 use http::header::{self, HeaderMap};
 use http::{Method, Uri, Version};
@@ -38,18 +39,15 @@ pub(crate) fn bad_request_reason(
     None
 }
 
-/// The 400 answer for `head` when [`form_reason`] or [`bad_request_reason`] finds one (no body for HEAD).
-pub(crate) fn refusal(
-    head: &http::request::Parts,
-    require_host: bool,
-) -> Option<http::Response<crate::http::body::MmapBody>> {
-    let reason = form_reason(&head.method, &head.uri)
-        .or_else(|| bad_request_reason(head.version, &head.uri, &head.headers, require_host))?;
-    let response = super::response::text(http::StatusCode::BAD_REQUEST, reason);
-    Some(super::response::without_content_for_head(
-        &head.method,
-        response,
-    ))
+/// Why `head` is refused with 400 before a file is served: [`form_reason`] or [`bad_request_reason`].
+pub(crate) fn refusal(head: &http::request::Parts, require_host: bool) -> Option<&'static str> {
+    form_reason(&head.method, &head.uri)
+        .or_else(|| bad_request_reason(head.version, &head.uri, &head.headers, require_host))
+}
+
+/// Whether `method` is one this crate serves files for: GET and HEAD.
+pub(crate) fn is_get_or_head(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
 }
 
 /// Why the request target's form does not fit the method (RFC 9112 §3.2: an invalid request-line SHOULD get
@@ -81,6 +79,43 @@ pub(crate) fn is_known_method(method: &Method) -> bool {
         Method::PATCH,
     ]
     .contains(method)
+}
+
+/// Where a 301 Moved Permanently sends a request for `…/name` (a directory): `…/name/` (RFC 9110 §15.4.2),
+/// query kept; None when the path has no last name to add the `/` to (it ends in `/` already).
+///
+/// The value is the relative `./name/`: it resolves against the client's URL, so it stays right when a router
+/// stripped a prefix from the path this service sees (`./` keeps a name with a `:` from reading as a scheme).
+/// Bytes a URI reference may not hold (non-ASCII, spaces, `"{}` and the like, which the `http` crate lets
+/// through) are percent-encoded.
+pub(crate) fn directory_location(uri: &Uri) -> Option<http::HeaderValue> {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    // Not pchar (RFC 3986 §3.3), `%` aside: the escapes the client sent stay as they are.
+    const NOT_PCHAR: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let name = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty())?;
+    let mut location = format!("./{}/", utf8_percent_encode(name, NOT_PCHAR));
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.extend(utf8_percent_encode(query, NOT_PCHAR));
+    }
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(location)).ok()
 }
 
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3); an empty value is valid (§7.2: a target
@@ -303,6 +338,23 @@ mod tests {
         for host in invalid {
             assert!(!is_valid_host(host), "{:?}", String::from_utf8_lossy(host));
         }
+    }
+
+    #[test]
+    fn a_directory_redirect_is_relative_and_a_valid_uri_reference() {
+        let location = |uri: &str| {
+            directory_location(&uri.parse().expect("a URI"))
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        assert_eq!(location("/docs").as_deref(), Some("./docs/"));
+        assert_eq!(location("/a/b?x=1&y").as_deref(), Some("./b/?x=1&y"));
+        // The client's escapes stay; what a URI reference may not hold is escaped.
+        assert_eq!(location("/a%20b").as_deref(), Some("./a%20b/"));
+        assert_eq!(location("/a{b}?x=1").as_deref(), Some("./a%7Bb%7D/?x=1"));
+        assert_eq!(location("/caf\u{e9}").as_deref(), Some("./caf%C3%A9/"));
+        // Nothing to add a slash to.
+        assert_eq!(location("/docs/"), None);
+        assert_eq!(location("/"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! [`MmapFile`]: one file's bytes, mapped (or read, when small) once and handed out as zero-copy `Bytes`.
+//! [`MmapFile`]: one file's bytes, mapped (or read, when small) once and handed out as zero-copy `Bytes`; no
+//! HTTP and no cache policy here, and no `unsafe` (the mapping itself is made in `map.rs`).
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
@@ -6,16 +7,15 @@ use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use bytes::Bytes;
-use memmap2::{Mmap, MmapOptions};
-
 use super::config::MmapConfig;
-use super::identity::{FileIdentity, FileValidators};
+use super::identity::FileIdentity;
+use super::map::{Mapping, map};
 use super::pread::PreadFile;
 use crate::MmapError;
+use bytes::Bytes;
 
 /// Files smaller than this many bytes are read into memory instead of mapped, unless configured otherwise.
 ///
@@ -63,14 +63,6 @@ pub struct MmapFile {
     /// Set when a response found the file changed under it: it is never served again.
     changed: AtomicBool,
     identity: FileIdentity,
-    validators: FileValidators,
-    /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
-    checked_at: AtomicU64,
-    /// The confinement (a resolver's root, as a tag; 0 for none) this file was last verified beneath.
-    confined_to: AtomicU64,
-    /// Set when this mapping replaced one of an earlier version with the same Last-Modified second: that date
-    /// then names two versions, and is never a strong validator.
-    date_ambiguous: AtomicBool,
     /// Mapped from a local filesystem: a revalidation `stat` of the path never waits for a disk or a network.
     checks_inline: bool,
 }
@@ -158,11 +150,7 @@ impl MmapFile {
             content,
             mapping,
             changed: AtomicBool::new(false),
-            validators: FileValidators::new(&identity, SystemTime::now()),
             identity,
-            checked_at: AtomicU64::new(0),
-            confined_to: AtomicU64::new(0),
-            date_ambiguous: AtomicBool::new(false),
             checks_inline,
         })
     }
@@ -280,7 +268,7 @@ impl MmapFile {
     /// mapped while the guard was refused or replaced). Such a mapping must not serve a request for a file that
     /// may change.
     pub(crate) fn is_unprotected_mapping(&self) -> bool {
-        self.mapping.as_ref().is_some_and(|m| !m.protected)
+        self.mapping.as_ref().is_some_and(|m| !m.is_protected())
     }
 
     /// Where the bytes are, for the response body.
@@ -303,35 +291,17 @@ impl MmapFile {
         self.identity.modified()
     }
 
-    /// The strong ETag, quoted, as sent in the `ETag` header.
-    pub fn etag(&self) -> &str {
-        // Built from ASCII in `FileIdentity::etag`.
-        std::str::from_utf8(self.validators.etag.as_bytes()).unwrap_or_default()
+    /// The strong ETag of the file as opened, quoted, as sent in the `ETag` header: see
+    /// [`FileIdentity::etag`].
+    pub fn etag(&self) -> String {
+        self.identity.etag()
     }
 
-    /// The `Last-Modified` header value (IMF-fixdate).
-    pub fn last_modified(&self) -> &str {
-        std::str::from_utf8(self.validators.last_modified.as_bytes()).unwrap_or_default()
-    }
-    pub(crate) fn validators(&self) -> &FileValidators {
-        &self.validators
-    }
-
-    pub(crate) fn checked_at(&self) -> u64 {
-        self.checked_at.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_checked_at(&self, now: u64) {
-        self.checked_at.store(now, Ordering::Relaxed);
-    }
-
-    /// The tag of the confinement this file was last verified beneath (0: none).
-    pub(crate) fn confined_to(&self) -> u64 {
-        self.confined_to.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_confined_to(&self, tag: u64) {
-        self.confined_to.store(tag, Ordering::Relaxed);
+    /// The `Last-Modified` header value (an IMF-fixdate, RFC 9110 §5.6.7) of the file as opened: its
+    /// modification time in whole seconds, or the time of this call if the file claims a time in the future
+    /// (RFC 9110 §8.8.2.1).
+    pub fn last_modified(&self) -> String {
+        httpdate::fmt_http_date(self.identity.modified().min(SystemTime::now()))
     }
 
     /// Whether a revalidation of this file may `stat` its path on the async executor: it is mapped (the mapping
@@ -339,23 +309,6 @@ impl MmapFile {
     /// from disk) from a local filesystem (no network or FUSE daemon to wait for).
     pub(crate) fn checks_inline(&self) -> bool {
         self.checks_inline
-    }
-
-    /// From when the Last-Modified date is a strong validator (RFC 9110 §8.8.2.2), or None for never.
-    pub(crate) fn strong_date_from(&self) -> Option<SystemTime> {
-        if self.date_ambiguous.load(Ordering::Relaxed) {
-            None
-        } else {
-            self.validators.strong_date_from
-        }
-    }
-
-    /// Records that this file replaced `earlier` (an older version at the same path): when both have the same
-    /// Last-Modified second, that date names two versions and is never strong.
-    pub(crate) fn note_predecessor(&self, earlier: &MmapFile) {
-        if earlier.validators.last_modified_time == self.validators.last_modified_time {
-            self.date_ambiguous.store(true, Ordering::Relaxed);
-        }
     }
 }
 
@@ -446,124 +399,6 @@ fn still_describes_path(path: &Path, identity: &FileIdentity) -> bool {
         }
         _ => true,
     }
-}
-
-/// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    #[cfg(target_os = "linux")]
-    registration: Option<super::guard::Registration>,
-    map: Mmap,
-    /// Whether the guard was active and the mapping registered with it when it was made.
-    protected: bool,
-}
-
-impl Mapping {
-    /// Whether a truncation under the mapping was caught: its tail now reads as zeros.
-    pub(crate) fn is_poisoned(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        if self.registration.as_ref().is_some_and(|r| r.is_poisoned()) {
-            return true;
-        }
-        false
-    }
-}
-
-/// Whether a mapping made now would be protected against truncation: the SIGBUS guard is installed and still
-/// the process's handler (one `sigaction` call). Never on platforms without the guard.
-pub(crate) fn protection_active() -> bool {
-    #[cfg(target_os = "linux")]
-    return super::guard::install();
-    #[cfg(not(target_os = "linux"))]
-    false
-}
-
-/// The `Bytes` owner: every slice of a mapped file holds the mapping through this.
-struct SharedMapping(Arc<Mapping>);
-
-impl AsRef<[u8]> for SharedMapping {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.map
-    }
-}
-
-/// Maps `file` (`len` bytes, as `fstat` said), registered with the SIGBUS guard; `None` when the mapping could
-/// not be protected and the file is not `immutable` (the caller reads it on demand instead).
-fn map(
-    path: &Path,
-    file: &File,
-    len: usize,
-    config: MmapConfig,
-    immutable: bool,
-) -> Result<Option<(Bytes, Arc<Mapping>)>, MmapError> {
-    let guarded = protection_active();
-    if !immutable && !guarded {
-        warn_unprotected();
-        return Ok(None);
-    }
-    let mut options = MmapOptions::new();
-    options.len(len);
-    if config.populate {
-        options.populate();
-    }
-    // SAFETY: (1) `file` is open read-only and the map is read-only, so nothing in this process writes through
-    // it. (2) The map moves at once into a `Mapping` reachable only through an `Arc` owned by the `Bytes` made
-    // below and by the `MmapFile`: no slice can outlive the mapping, and no raw pointer or `'static` reference
-    // leaves this module. (3) `len` is the length `fstat` reported for this descriptor just before, so the
-    // mapping does not extend past the end of the file as it was opened. (4) A file truncated while a slice is
-    // alive raises SIGBUS on the next touch of a page past its new end: the guard was active just above, and
-    // the mapping is registered with it (mmap/guard.rs) before any byte is read, which turns that into zero pages
-    // and a poisoned flag the body checks; a file that may change and cannot be registered is not used mapped
-    // (it is read with pread instead), only immutable files are served from an unprotected mapping. (5) What remains, a rewrite in place, is the contract stated in the crate's safety model;
-    // responses re-check the file's identity before their last bytes, and the cache re-maps changed files.
-    let map = unsafe { options.map(file) }.map_err(|e| MmapError::from_io(path, e))?;
-    // SAFETY: the range is exactly `map`'s, a read-only mapping this function owns; the registration is stored
-    // in the same `Mapping`, declared before `map`, so it is dropped (unregistered) before the map is unmapped;
-    // replacing pages after a fault with zero pages is what this crate wants (the body then sees the poison).
-    #[cfg(target_os = "linux")]
-    let registration = unsafe { super::guard::Registration::new(map.as_ptr(), map.len()) };
-    #[cfg(target_os = "linux")]
-    if registration.is_none() {
-        warn_unprotected();
-        if !immutable {
-            // The registry is full (or the guard went away in between): unmapped here, read on demand.
-            return Ok(None);
-        }
-    }
-    for advice in config.advice() {
-        // Hints are advice: an unsupported one (EINVAL on file-backed huge pages, say) changes nothing.
-        let _ = map.advise(advice);
-    }
-    #[cfg(target_os = "linux")]
-    let protected = guarded && registration.is_some();
-    #[cfg(not(target_os = "linux"))]
-    let protected = false;
-    let mapping = Arc::new(Mapping {
-        #[cfg(target_os = "linux")]
-        registration,
-        map,
-        protected,
-    });
-    Ok(Some((
-        Bytes::from_owner(SharedMapping(Arc::clone(&mapping))),
-        mapping,
-    )))
-}
-
-/// Says once per process that a mapping could not be protected against truncation, why, and what is done.
-fn warn_unprotected() {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        #[cfg(target_os = "linux")]
-        let why = super::guard::protection().to_string();
-        #[cfg(not(target_os = "linux"))]
-        let why = "no SIGBUS guard on this platform";
-        tracing::warn!(
-            protection = %why,
-            "mmap-serve: mappings cannot be protected against truncation (SIGBUS); files that may change are \
-             read with pread instead, immutable ones are still mapped"
-        );
-    });
 }
 
 #[cfg(test)]
@@ -704,11 +539,14 @@ mod tests {
             Err(MmapError::FileNotFound(_))
         ));
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-        assert_eq!(rc, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         assert!(matches!(MmapFile::new(&fifo), Err(MmapError::NotAFile(_))));
         assert!(matches!(
             MmapFile::new("/dev/null"),

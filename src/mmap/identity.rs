@@ -1,11 +1,8 @@
-//! [`FileIdentity`]: which file a mapping was made from, and the validators derived from it.
+//! [`FileIdentity`]: which file a mapping was made from, as plain data; no HTTP types here.
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
-use http::HeaderValue;
 
 /// The identity of a file on disk at the moment it was opened: device, inode, length and timestamps.
 ///
@@ -44,6 +41,18 @@ impl FileIdentity {
         let same = (now.dev, now.ino, now.len, now.mtime_ns)
             == (self.dev, self.ino, self.len, self.mtime_ns);
         same && (metadata.nlink() == 0 || now.ctime_ns == self.ctime_ns)
+    }
+
+    /// An identity from its parts, for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn from_parts(dev: u64, ino: u64, len: u64, mtime_ns: i128, ctime_ns: i128) -> Self {
+        Self {
+            dev,
+            ino,
+            len,
+            mtime_ns,
+            ctime_ns,
+        }
     }
 
     /// The device the file lives on.
@@ -125,50 +134,6 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The HTTP validators of a file, formatted (and checked as field values) once per mapping, so that serving
-/// a request formats and checks nothing: each is cloned into the response as it is.
-#[derive(Debug, Clone)]
-pub(crate) struct FileValidators {
-    /// The quoted strong ETag.
-    pub(crate) etag: HeaderValue,
-    /// Last-Modified as an IMF-fixdate (RFC 9110 §5.6.7).
-    pub(crate) last_modified: HeaderValue,
-    /// Last-Modified as a time, whole seconds.
-    pub(crate) last_modified_time: SystemTime,
-    /// The length in decimal, for a full response's Content-Length.
-    pub(crate) length: HeaderValue,
-    /// From when `last_modified` is a strong validator (RFC 9110 §8.8.2.2): once the second it names is over,
-    /// no other version can get that date. A tenth of a second later, in fact: file times come from the
-    /// kernel's coarse clock, a tick behind the time of day. None when the file claims a time in the future.
-    pub(crate) strong_date_from: Option<SystemTime>,
-}
-
-impl FileValidators {
-    /// Derives the validators of `identity`, as of `now`.
-    ///
-    /// RFC 9110 §8.8.2.1: a modification time in the future is replaced by the time of origination.
-    pub(crate) fn new(identity: &FileIdentity, now: SystemTime) -> Self {
-        let modified = identity.modified().min(now);
-        let secs = modified
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last_modified_time = UNIX_EPOCH + Duration::from_secs(secs);
-        // Hex digits, letters, quotes, commas, colons and spaces: valid field values.
-        let value = |text: String| {
-            HeaderValue::from_maybe_shared(Bytes::from(text)).expect("an ASCII validator")
-        };
-        let claims_future = identity.modified() > now;
-        Self {
-            etag: value(identity.etag()),
-            last_modified: value(httpdate::fmt_http_date(last_modified_time)),
-            last_modified_time,
-            length: HeaderValue::from(identity.len()),
-            strong_date_from: (!claims_future)
-                .then(|| last_modified_time + Duration::from_millis(1_100)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,36 +193,10 @@ mod tests {
     }
 
     #[test]
-    fn last_modified_is_whole_seconds_and_never_in_the_future() {
-        let id = FileIdentity {
-            dev: 1,
-            ino: 2,
-            len: 3,
-            mtime_ns: 1_700_000_000_900_000_000,
-            ctime_ns: 0,
-        };
-        let v = FileValidators::new(&id, SystemTime::now());
-        assert_eq!(
-            v.last_modified_time,
-            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-        );
-        assert_eq!(v.last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
-        let now = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        assert_eq!(FileValidators::new(&id, now).last_modified_time, now);
-    }
-
-    #[test]
     fn times_before_the_epoch_do_not_panic() {
-        let id = FileIdentity {
-            dev: 1,
-            ino: 2,
-            len: 3,
-            mtime_ns: -5_000_000_000,
-            ctime_ns: i128::MIN / 2,
-        };
+        let id = FileIdentity::from_parts(1, 2, 3, -5_000_000_000, i128::MIN / 2);
         assert!(id.modified() < UNIX_EPOCH);
-        let v = FileValidators::new(&id, SystemTime::now());
-        assert_eq!(v.last_modified_time, UNIX_EPOCH);
         let _ = id.changed();
+        let _ = id.etag();
     }
 }

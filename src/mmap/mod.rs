@@ -1,4 +1,4 @@
-//! The memory-mapping core: no HTTP here.
+//! The memory-mapping core: no HTTP, no cache policy.
 //!
 //! # Safety model
 //!
@@ -7,8 +7,9 @@
 //! the mapped bytes do not change and the file is not shortened below the mapped length.** It cannot enforce
 //! that for files it does not own, so it narrows the window:
 //!
-//! - the only `unsafe` block that maps lives in `file.rs`; the map moves at once into a single
-//!   [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice of it, so no slice outlives the map;
+//! - the only `unsafe` blocks outside the SIGBUS guard live in `map.rs` (the mapping and its registration):
+//!   the map moves at once into a single [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice
+//!   of it, so no slice outlives the map;
 //! - empty files are never mapped, small files are read into memory, and the cache compares a file's identity
 //!   (device, inode, length, mtime, ctime) with the disk under its revalidation policy, so a file replaced by
 //!   rename or rewritten in place is re-mapped for new requests while in-flight ones finish on the old inode;
@@ -18,10 +19,6 @@
 //! - what remains is a file truncated or rewritten in place while a response is still reading the old
 //!   mapping. Deploy by writing a new file and renaming it over the old one, never by rewriting in place.
 pub(crate) mod config;
-#[allow(
-    unsafe_code,
-    reason = "mapping a file is unsafe: see the SAFETY comment in `map`"
-)]
 pub(crate) mod file;
 #[cfg(target_os = "linux")]
 #[allow(
@@ -30,4 +27,9 @@ pub(crate) mod file;
 )]
 pub(crate) mod guard;
 pub(crate) mod identity;
+#[allow(
+    unsafe_code,
+    reason = "mapping a file is unsafe: see the SAFETY comments in `map`"
+)]
+pub(crate) mod map;
 pub(crate) mod pread;

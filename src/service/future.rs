@@ -1,8 +1,10 @@
-//! The futures of [`MmapServe`](super::MmapServe): resolve, map on a blocking thread when needed, answer.
+//! Serving one GET or HEAD: resolve, take the mapping from the cache (opening it on a blocking thread when
+//! needed), and the futures that hand the answer over; rendering is `respond`'s, decisions are `http`'s.
 
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -12,18 +14,18 @@ use http::request::Parts;
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use super::{error_response, not_found, open_blocking, policy_for, render};
-use crate::http::body::MmapBody;
-use crate::http::response::{self, Limits};
+use super::respond::{Limits, Reply, render};
+use crate::body::MmapBody;
+use crate::cache::Entry;
 use crate::http::target;
-use crate::resolve::{Resolution, ResolvedFile, Resolving};
-use crate::{MmapCache, MmapError, MmapFile, Resolve};
+use crate::resolve::{Confinement, Resolution, ResolvedFile, Resolving};
+use crate::{MmapCache, MmapError, Resolve, Revalidate};
 
-/// The response future of [`MmapServe`](super::MmapServe).
+/// The response future of [`MmapServe`](crate::MmapServe).
 ///
 /// A request for a cached file that the resolver names at once is answered inside `call`, and this future
 /// only hands the response over; otherwise it drives the resolver's future and the blocking open.
-pub struct ResponseFuture<R: Resolve> {
+pub struct MmapServeFuture<R: Resolve> {
     kind: Kind<R>,
 }
 
@@ -32,60 +34,52 @@ enum Kind<R: Resolve> {
     Ready(Option<Response<MmapBody>>),
 }
 
-impl<R: Resolve> ResponseFuture<R> {
-    pub(crate) fn start(start: Start<R>) -> Self {
+impl<R: Resolve> MmapServeFuture<R> {
+    pub(super) fn start(start: Start<R>) -> Self {
         match start {
-            Start::Done(outcome) => Self::ready(answer(outcome)),
+            Start::Done(outcome) => Self::ready(outcome.into_response()),
             Start::Later(serving) => Self {
                 kind: Kind::Serving(serving),
             },
         }
     }
 
-    pub(crate) fn ready(response: Response<MmapBody>) -> Self {
+    pub(super) fn ready(response: Response<MmapBody>) -> Self {
         Self {
             kind: Kind::Ready(Some(response)),
         }
     }
 }
 
-impl<R: Resolve> fmt::Debug for ResponseFuture<R> {
+impl<R: Resolve> fmt::Debug for MmapServeFuture<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
             Kind::Serving(_) => "serving",
             Kind::Ready(Some(_)) => "ready",
             Kind::Ready(None) => "done",
         };
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("MmapServeFuture")
             .field("state", &state)
             .finish()
     }
 }
 
-impl<R: Resolve> Future for ResponseFuture<R> {
+impl<R: Resolve> Future for MmapServeFuture<R> {
     type Output = Result<Response<MmapBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match &mut self.get_mut().kind {
-            Kind::Serving(serving) => answer(ready!(serving.as_mut().poll(cx))),
+            Kind::Serving(serving) => ready!(serving.as_mut().poll(cx)).into_response(),
             Kind::Ready(response) => response
                 .take()
-                .expect("ResponseFuture polled after completion"),
+                .expect("MmapServeFuture polled after completion"),
         }))
-    }
-}
-
-/// The response `MmapServe` gives for `outcome`: a file it has not is 404.
-fn answer(outcome: Outcome) -> Response<MmapBody> {
-    match outcome {
-        Outcome::Response(response) => response,
-        Outcome::NotFound(parts) => response::without_content_for_head(&parts.method, not_found()),
     }
 }
 
 /// How serving a request ended.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(super) enum Outcome {
     /// The answer.
     Response(Response<MmapBody>),
     /// The resolver had no file, or the file it named does not exist (or is a directory, FIFO, ...):
@@ -93,12 +87,22 @@ pub(crate) enum Outcome {
     NotFound(Parts),
 }
 
+impl Outcome {
+    /// The response `MmapServe` gives: a file it has not is 404.
+    fn into_response(self) -> Response<MmapBody> {
+        match self {
+            Self::Response(response) => response,
+            Self::NotFound(head) => render(&head, Reply::NotFound),
+        }
+    }
+}
+
 /// How serving a request goes on once it has started.
 #[expect(
     clippy::large_enum_variant,
     reason = "returned and matched at once, never stored: boxing the answer would cost the hot path an allocation"
 )]
-pub(crate) enum Start<R: Resolve> {
+pub(super) enum Start<R: Resolve> {
     /// Answered at once: the resolver decided without waiting, and the file needed no blocking open.
     Done(Outcome),
     /// Waiting for the resolver or for a blocking open (boxed: the hot path never builds one, and the small
@@ -108,13 +112,13 @@ pub(crate) enum Start<R: Resolve> {
 
 pin_project! {
     /// Serving one GET or HEAD: the states that exist are resolving and waiting for a blocking open.
-    pub(crate) struct Serving<R: Resolve> {
+    pub(super) struct Serving<R: Resolve> {
         #[pin]
         state: State<R::Future>,
-        parts: Option<Parts>,
+        head: Option<Parts>,
         cache: Arc<MmapCache>,
         limits: Limits,
-        check_host: bool,
+        refusal: Option<&'static str>,
     }
 }
 
@@ -122,37 +126,37 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Resolving { #[pin] resolve: F },
-        Opening { open: JoinHandle<Result<Arc<MmapFile>, MmapError>>, file: ResolvedFile },
+        Opening { open: JoinHandle<Result<Arc<Entry>, MmapError>>, file: ResolvedFile },
         Done,
     }
 }
 
 impl<R: Resolve> Serving<R> {
-    /// Starts serving the GET or HEAD request `parts` with `resolver`: at once when the resolver decides
-    /// without waiting and the file is cached and fresh (the hot path, no future built). `check_host`: refuse
-    /// a bad Host field before serving a file (the caller has not checked it).
-    pub(crate) fn start(
+    /// Starts serving the GET or HEAD request `head` with `resolver`: at once when the resolver decides
+    /// without waiting and the file is cached and fresh (the hot path, no future built). A file the resolver
+    /// names is answered with 400 `refusal` instead, when there is one.
+    pub(super) fn start(
         resolver: &R,
-        parts: Parts,
+        head: Parts,
         cache: &Arc<MmapCache>,
         limits: Limits,
-        check_host: bool,
+        refusal: Option<&'static str>,
     ) -> Start<R> {
-        let (state, parts) = match resolver.resolve_now(&parts) {
+        let (state, head) = match resolver.resolve_now(&head) {
             Resolving::Ready(resolution) => {
-                match proceed(resolution, parts, cache, limits, check_host) {
+                match proceed(resolution, head, cache, limits, refusal) {
                     Step::Done(outcome) => return Start::Done(outcome),
-                    Step::Open { open, file, parts } => (State::Opening { open, file }, parts),
+                    Step::Open { open, file, head } => (State::Opening { open, file }, head),
                 }
             }
-            Resolving::Pending(resolve) => (State::Resolving { resolve }, parts),
+            Resolving::Pending(resolve) => (State::Resolving { resolve }, head),
         };
         Start::Later(Box::pin(Self {
             state,
-            parts: Some(parts),
+            head: Some(head),
             cache: Arc::clone(cache),
             limits,
-            check_host,
+            refusal,
         }))
     }
 }
@@ -166,20 +170,14 @@ impl<R: Resolve> Future for Serving<R> {
             match this.state.as_mut().project() {
                 StateProj::Resolving { resolve } => {
                     let resolution = ready!(resolve.poll(cx));
-                    let parts = this.parts.take().expect("parts are taken once");
-                    match proceed(
-                        resolution,
-                        parts,
-                        this.cache,
-                        *this.limits,
-                        *this.check_host,
-                    ) {
+                    let head = this.head.take().expect("the head is taken once");
+                    match proceed(resolution, head, this.cache, *this.limits, *this.refusal) {
                         Step::Done(outcome) => {
                             this.state.set(State::Done);
                             return Poll::Ready(outcome);
                         }
-                        Step::Open { open, file, parts } => {
-                            *this.parts = Some(parts);
+                        Step::Open { open, file, head } => {
+                            *this.head = Some(head);
                             this.state.set(State::Opening { open, file });
                         }
                     }
@@ -192,8 +190,8 @@ impl<R: Resolve> Future for Serving<R> {
                             source: std::io::Error::other(join_error.to_string()),
                         }),
                     };
-                    let parts = this.parts.take().expect("parts are taken once");
-                    let outcome = finish(parts, opened, file, *this.limits);
+                    let head = this.head.take().expect("the head is taken once");
+                    let outcome = finish(head, opened, file, *this.limits);
                     this.state.set(State::Done);
                     return Poll::Ready(outcome);
                 }
@@ -209,79 +207,103 @@ enum Step {
     Done(Outcome),
     /// A blocking open of `file` to wait for.
     Open {
-        open: JoinHandle<Result<Arc<MmapFile>, MmapError>>,
+        open: JoinHandle<Result<Arc<Entry>, MmapError>>,
         file: ResolvedFile,
-        parts: Parts,
+        head: Parts,
     },
 }
 
-/// Goes on from `resolution`: a request for a file with a bad Host field or target is 400 (when `check_host`);
-/// a cached, fresh mapping is answered without a syscall; anything else is opened (and mapped) on a blocking thread, or right
-/// here outside a Tokio runtime.
+/// Goes on from `resolution`: a file is answered with `refusal` when there is one; a cached, fresh mapping is
+/// answered without a syscall; anything else is opened (and mapped) on a blocking thread, or right here
+/// outside a Tokio runtime.
 fn proceed(
     resolution: Resolution,
-    parts: Parts,
+    head: Parts,
     cache: &Arc<MmapCache>,
     limits: Limits,
-    check_host: bool,
+    refusal: Option<&'static str>,
 ) -> Step {
     let file = match resolution {
         Resolution::File(file) => file,
-        Resolution::NotFound => return Step::Done(Outcome::NotFound(parts)),
+        Resolution::NotFound => return Step::Done(Outcome::NotFound(head)),
         Resolution::Reject(rejection) => {
-            let r = response::text(rejection.status(), rejection.reason());
-            let r = response::without_content_for_head(&parts.method, r);
+            let r = render(&head, Reply::Rejected(&rejection));
             return Step::Done(Outcome::Response(r));
         }
     };
-    if let Some(refusal) = check_host
-        .then(|| target::refusal(&parts, limits.require_host))
-        .flatten()
-    {
-        return Step::Done(Outcome::Response(refusal));
+    if let Some(reason) = refusal {
+        return Step::Done(Outcome::Response(render(&head, Reply::Refused(reason))));
     }
     let policy = policy_for(&file, cache);
     // A confined file must have been verified beneath this very root.
-    let fresh = cache.get_if_fresh_where(&file.path, policy, |mapped| {
-        file.confinement()
-            .is_none_or(|c| mapped.confined_to() == c.tag())
-    });
-    if let Some(mapped) = fresh {
-        return Step::Done(Outcome::Response(render(&parts, &mapped, &file, limits)));
+    let tag = file.confinement().map_or(0, Confinement::tag);
+    if let Some(entry) = cache.fresh_entry(&file.path, policy, tag) {
+        let reply = Reply::File {
+            entry: &entry,
+            resolved: &file,
+            limits,
+        };
+        return Step::Done(Outcome::Response(render(&head, reply)));
     }
     let cache = Arc::clone(cache);
     let (path, confinement) = (file.path.clone(), file.confinement().cloned());
-    let job = move || open_blocking(&cache, path, confinement, policy);
+    let job = move || open(&cache, path, confinement, policy);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => Step::Open {
             open: runtime.spawn_blocking(job),
             file,
-            parts,
+            head,
         },
-        Err(_) => Step::Done(finish(parts, job(), &file, limits)),
+        Err(_) => Step::Done(finish(head, job(), &file, limits)),
+    }
+}
+
+/// The revalidation policy for one resolved file: immutable content is never re-checked.
+fn policy_for(file: &ResolvedFile, cache: &MmapCache) -> Revalidate {
+    if file.immutable {
+        Revalidate::Never
+    } else {
+        cache.revalidation()
+    }
+}
+
+/// The blocking half of a miss: the cache's open-or-revalidate, beneath the resolver's root when it has one.
+fn open(
+    cache: &MmapCache,
+    path: PathBuf,
+    confinement: Option<Confinement>,
+    policy: Revalidate,
+) -> Result<Arc<Entry>, MmapError> {
+    match confinement {
+        None => cache.entry(&path, policy),
+        Some(root) => cache.entry_beneath(&path, policy, root.tag(), || root.open(&path)),
     }
 }
 
 /// The outcome of a blocking open: a file that is not there (404) is "not found", for a layer to pass on; a
 /// directory is redirected to its `/` form when the resolver asked for that.
 fn finish(
-    parts: Parts,
-    opened: Result<Arc<MmapFile>, MmapError>,
+    head: Parts,
+    opened: Result<Arc<Entry>, MmapError>,
     file: &ResolvedFile,
     limits: Limits,
 ) -> Outcome {
-    match opened {
-        Ok(mapped) => Outcome::Response(render(&parts, &mapped, file, limits)),
+    let reply = match &opened {
+        Ok(entry) => Reply::File {
+            entry,
+            resolved: file,
+            limits,
+        },
         Err(MmapError::IsADirectory(_)) if file.redirects_directory() => {
-            match response::to_directory(&parts.uri) {
-                Some(r) => Outcome::Response(response::without_content_for_head(&parts.method, r)),
-                None => Outcome::NotFound(parts),
+            match target::directory_location(&head.uri) {
+                Some(location) => Reply::Redirect(location),
+                None => return Outcome::NotFound(head),
             }
         }
-        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => Outcome::NotFound(parts),
-        Err(err) => Outcome::Response(response::without_content_for_head(
-            &parts.method,
-            error_response(&err),
-        )),
-    }
+        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => {
+            return Outcome::NotFound(head);
+        }
+        Err(err) => Reply::Error(err),
+    };
+    Outcome::Response(render(&head, reply))
 }

@@ -1,4 +1,5 @@
-//! The fall-through form: files when the resolver has one, the inner service otherwise.
+//! [`MmapServeLayer`], the fall-through form: files when the resolver has one, the inner service otherwise;
+//! it decides nothing about files itself.
 
 use std::fmt;
 use std::future::Future;
@@ -12,9 +13,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{MmapServe, Outcome, Serving, Start, is_get_or_head};
+use super::future::{Outcome, Serving, Start};
+use super::serve::MmapServe;
 use crate::Resolve;
-use crate::http::body::MmapBody;
+use crate::body::MmapBody;
+use crate::http::target::is_get_or_head;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -135,7 +138,9 @@ where
             };
         }
         let (parts, body) = request.into_parts();
-        let state = match self.serve.start(parts, true) {
+        // A bad Host field refuses the files this layer serves; every other request passes on untouched.
+        let refusal = self.serve.refusal(&parts);
+        let state = match self.serve.start(parts, refusal) {
             Start::Done(Outcome::Response(response)) => FallState::Ready {
                 response: Some(response),
             },
@@ -174,6 +179,24 @@ pin_project! {
         Serving { serving: Pin<Box<Serving<R>>>, inner: Option<S>, body: Option<B> },
         Inner { #[pin] future: S::Future },
         Ready { response: Option<Response<MmapBody>> },
+    }
+}
+
+impl<R, S, B> fmt::Debug for FallThroughFuture<R, S, B>
+where
+    R: Resolve,
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            FallState::Serving { .. } => "serving",
+            FallState::Inner { .. } => "inner",
+            FallState::Ready { response: Some(_) } => "ready",
+            FallState::Ready { response: None } => "done",
+        };
+        f.debug_struct("FallThroughFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

@@ -20,7 +20,7 @@ const LEN: u64 = 300_000;
 fn mapping(serve: &MmapServe<mmap_serve::DirResolver>, fx: &Fixture, name: &str) -> Bytes {
     let file = serve
         .cache()
-        .get_if_fresh(&fx.root().join(name), Revalidate::Never)
+        .get_if_fresh(fx.root().join(name), Revalidate::Never)
         .expect("the service cached the file");
     assert!(file.is_mapped(), "{name} is large enough to be mapped");
     file.bytes()

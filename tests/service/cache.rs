@@ -16,7 +16,11 @@ const LEN: u64 = 100_000;
 async fn a_file_replaced_by_rename_is_served_new_with_a_new_etag() {
     let fx = Fixture::new();
     let path = fx.file("model.bin", LEN);
-    let cache = Arc::new(MmapCache::builder().revalidate(Revalidate::Always).build());
+    let cache = Arc::new(
+        MmapCache::builder()
+            .revalidation(Revalidate::Always)
+            .build(),
+    );
     let serve = MmapServe::with_cache(DirResolver::new(fx.root()), cache);
 
     let (status, old_headers, old_body) = send(serve.clone(), get("/model.bin", &[])).await;
@@ -76,7 +80,11 @@ async fn a_file_replaced_by_rename_is_served_new_with_a_new_etag() {
 async fn a_file_removed_after_being_served_is_404() {
     let fx = Fixture::new();
     let path = fx.file("gone.bin", LEN);
-    let cache = Arc::new(MmapCache::builder().revalidate(Revalidate::Always).build());
+    let cache = Arc::new(
+        MmapCache::builder()
+            .revalidation(Revalidate::Always)
+            .build(),
+    );
     let serve = MmapServe::with_cache(DirResolver::new(fx.root()), cache);
     let (status, _, _) = send(serve.clone(), get("/gone.bin", &[])).await;
     assert_eq!(status, StatusCode::OK);
@@ -91,7 +99,11 @@ async fn a_link_retargeted_out_of_the_root_stops_being_served() {
     fx.file("real.bin", LEN);
     let link = fx.root().join("current.bin");
     std::os::unix::fs::symlink("real.bin", &link).expect("symlink");
-    let cache = Arc::new(MmapCache::builder().revalidate(Revalidate::Always).build());
+    let cache = Arc::new(
+        MmapCache::builder()
+            .revalidation(Revalidate::Always)
+            .build(),
+    );
     let serve = MmapServe::with_cache(DirResolver::new(fx.root()), cache);
     let (status, _, _) = send(serve.clone(), get("/current.bin", &[])).await;
     assert_eq!(status, StatusCode::OK);

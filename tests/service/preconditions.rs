@@ -433,7 +433,9 @@ async fn if_range_with_a_date_two_versions_share_sends_the_whole_file() {
     use std::sync::Arc;
     let fx = Fixture::new();
     let path = fx.file("f.bin", LEN);
-    let cache = MmapCache::builder().revalidate(Revalidate::Always).build();
+    let cache = MmapCache::builder()
+        .revalidation(Revalidate::Always)
+        .build();
     let serve = MmapServe::with_cache(DirResolver::new(fx.root()), Arc::new(cache));
     let (_, old, _) = send(serve.clone(), get("/f.bin", &[])).await;
     assert_eq!(text(&old, "last-modified"), MTIME_HTTP);

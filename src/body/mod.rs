@@ -1,7 +1,7 @@
-//! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping.
+//! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping, and every I/O a body
+//! does (pread frames on the blocking pool, the final re-check of the file); no HTTP decisions.
 
 use std::io;
-use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -10,17 +10,15 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::multipart::{Multipart, Piece};
-use crate::MmapFile;
-use crate::mmap::file::Content;
-use crate::mmap::pread::PreadFile;
+use crate::http::multipart::{Multipart, Piece};
+use crate::mmap::file::{Content, MmapFile};
+
+mod segment;
+
+pub(crate) use segment::Segment;
 
 /// How many bytes a watched body holds back for its last frame, sent only once the file has been re-checked.
 const FINAL_PIECE: usize = 4096;
-
-/// The largest frame read with `pread` (files that cannot be mapped safely): each such frame is a buffer of
-/// its own, so this bounds the memory a slow client can pin.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// What a body serving a mapped file checks so that it never completes with wrong bytes.
 #[derive(Debug, Clone)]
@@ -87,53 +85,6 @@ struct MultipartState {
     current: Segment,
     next_piece: usize,
     remaining: u64,
-}
-
-/// A run of bytes still to send.
-#[derive(Debug, Clone)]
-pub(crate) enum Segment {
-    /// In memory: a slice of a mapping or of a buffer.
-    Memory(Bytes),
-    /// To be read from a file, this range of it.
-    Read(Arc<PreadFile>, Range<u64>),
-}
-
-impl Segment {
-    /// `range` of `content`; `None` when `range` does not lie inside it.
-    pub(crate) fn of(content: &Content, range: Range<u64>) -> Option<Self> {
-        if range.start > range.end || range.end > content.len() {
-            return None;
-        }
-        Some(match content {
-            // Inside the content, whose length came from a usize.
-            Content::Memory(data) => {
-                Self::Memory(data.slice(range.start as usize..range.end as usize))
-            }
-            Content::Pread(file) => Self::Read(Arc::clone(file), range),
-        })
-    }
-
-    fn len(&self) -> u64 {
-        match self {
-            Self::Memory(data) => data.len() as u64,
-            Self::Read(_, range) => range.end - range.start,
-        }
-    }
-
-    /// Splits off the next frame, of at most `limit` bytes, or `None` when the segment is used up.
-    fn take(&mut self, limit: usize) -> Option<Self> {
-        match self {
-            Self::Memory(data) => take_chunk(data, limit).map(Self::Memory),
-            Self::Read(file, range) => {
-                let len = (range.end - range.start).min(limit.min(READ_CHUNK) as u64);
-                (len > 0).then(|| {
-                    let frame = range.start..range.start + len;
-                    range.start += len;
-                    Self::Read(Arc::clone(file), frame)
-                })
-            }
-        }
-    }
 }
 
 impl MmapBody {
@@ -306,17 +257,6 @@ fn effective(chunk_size: usize) -> usize {
     }
 }
 
-/// Splits off the next frame of `data`, or `None` when it is used up.
-fn take_chunk(data: &mut Bytes, chunk_size: usize) -> Option<Bytes> {
-    if data.is_empty() {
-        None
-    } else if data.len() <= chunk_size {
-        Some(std::mem::take(data))
-    } else {
-        Some(data.split_to(chunk_size))
-    }
-}
-
 impl From<Bytes> for MmapBody {
     fn from(data: Bytes) -> Self {
         Self::slice(data, DEFAULT_CHUNK_SIZE)
@@ -353,8 +293,10 @@ impl Body for MmapBody {
 
 #[cfg(test)]
 mod tests {
+    use super::segment::READ_CHUNK;
     use super::*;
     use crate::http::multipart::{Boundary, Multipart};
+    use crate::mmap::pread::PreadFile;
 
     fn drain(mut body: MmapBody) -> (Vec<Bytes>, u64) {
         let hint = body.size_hint().exact().expect("exact");

@@ -1,0 +1,159 @@
+//! [`Entry`]: what the cache keeps per file — the mapping, its validators formatted once, the revalidation
+//! clock, the confinement tag and what it learnt from its predecessor; no I/O and no HTTP decisions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use crate::mmap::file::MmapFile;
+use crate::mmap::identity::FileIdentity;
+
+/// One cached file: the mapping (shared with the handlers that asked for it) and the cache's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    file: Arc<MmapFile>,
+    validators: Validators,
+    /// When the identity was last confirmed against the disk, in the cache clock's nanoseconds.
+    checked_at: AtomicU64,
+    /// The confinement (a resolver's root, as a tag; 0 for none) this file was last verified beneath.
+    confined_to: AtomicU64,
+    /// Set when this mapping replaced one of an earlier version with the same Last-Modified second: that date
+    /// then names two versions, and is never a strong validator.
+    date_ambiguous: AtomicBool,
+}
+
+impl Entry {
+    /// An entry for `file`, its validators formatted as of now, checked at `now` by the cache's clock.
+    pub(crate) fn new(file: MmapFile, now: u64) -> Self {
+        Self {
+            validators: Validators::new(file.identity(), SystemTime::now()),
+            file: Arc::new(file),
+            checked_at: AtomicU64::new(now),
+            confined_to: AtomicU64::new(0),
+            date_ambiguous: AtomicBool::new(false),
+        }
+    }
+
+    /// The mapped file.
+    pub(crate) fn file(&self) -> &Arc<MmapFile> {
+        &self.file
+    }
+
+    /// The HTTP validators of the file as it was mapped.
+    pub(crate) fn validators(&self) -> &Validators {
+        &self.validators
+    }
+
+    pub(crate) fn checked_at(&self) -> u64 {
+        self.checked_at.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_checked_at(&self, now: u64) {
+        self.checked_at.store(now, Ordering::Relaxed);
+    }
+
+    /// The tag of the confinement this file was last verified beneath (0: none).
+    pub(crate) fn confined_to(&self) -> u64 {
+        self.confined_to.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_confined_to(&self, tag: u64) {
+        self.confined_to.store(tag, Ordering::Relaxed);
+    }
+
+    /// From when the Last-Modified date is a strong validator (RFC 9110 §8.8.2.2), or None for never.
+    pub(crate) fn strong_date_from(&self) -> Option<SystemTime> {
+        if self.date_ambiguous.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.validators.strong_date_from
+        }
+    }
+
+    /// Records that this entry replaced `earlier` (an older version at the same path): when both have the same
+    /// Last-Modified second, that date names two versions and is never strong.
+    pub(crate) fn note_predecessor(&self, earlier: &Entry) {
+        if earlier.validators.last_modified_time == self.validators.last_modified_time {
+            self.date_ambiguous.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The HTTP validators of a file, formatted (and checked as field values) once per mapping, so that serving
+/// a request formats and checks nothing: each is cloned into the response as it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Validators {
+    /// The quoted strong ETag ([`FileIdentity::etag`]).
+    pub(crate) etag: HeaderValue,
+    /// Last-Modified as an IMF-fixdate (RFC 9110 §5.6.7).
+    pub(crate) last_modified: HeaderValue,
+    /// Last-Modified as a time, whole seconds.
+    pub(crate) last_modified_time: SystemTime,
+    /// The length in decimal, for a full response's Content-Length.
+    pub(crate) length: HeaderValue,
+    /// From when `last_modified` is a strong validator (RFC 9110 §8.8.2.2): once the second it names is over,
+    /// no other version can get that date. A tenth of a second later, in fact: file times come from the
+    /// kernel's coarse clock, a tick behind the time of day. None when the file claims a time in the future.
+    strong_date_from: Option<SystemTime>,
+}
+
+impl Validators {
+    /// Derives the validators of `identity`, as of `now`.
+    ///
+    /// RFC 9110 §8.8.2.1: a modification time in the future is replaced by the time of origination.
+    pub(crate) fn new(identity: &FileIdentity, now: SystemTime) -> Self {
+        let modified = identity.modified().min(now);
+        let secs = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last_modified_time = UNIX_EPOCH + Duration::from_secs(secs);
+        // Hex digits, letters, quotes, commas, colons and spaces: valid field values.
+        let value = |text: String| {
+            HeaderValue::from_maybe_shared(Bytes::from(text)).expect("an ASCII validator")
+        };
+        let claims_future = identity.modified() > now;
+        Self {
+            etag: value(identity.etag()),
+            last_modified: value(httpdate::fmt_http_date(last_modified_time)),
+            last_modified_time,
+            length: HeaderValue::from(identity.len()),
+            strong_date_from: (!claims_future)
+                .then(|| last_modified_time + Duration::from_millis(1_100)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_is_whole_seconds_and_never_in_the_future() {
+        let id = FileIdentity::from_parts(1, 2, 3, 1_700_000_000_900_000_000, 0);
+        let v = Validators::new(&id, SystemTime::now());
+        assert_eq!(
+            v.last_modified_time,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(v.last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(v.length, "3");
+        assert_eq!(v.etag, id.etag().as_str());
+        let now = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        let future = Validators::new(&id, now);
+        assert_eq!(future.last_modified_time, now);
+        assert_eq!(
+            future.strong_date_from, None,
+            "a date in the future is never strong"
+        );
+    }
+
+    #[test]
+    fn times_before_the_epoch_do_not_panic() {
+        let id = FileIdentity::from_parts(1, 2, 3, -5_000_000_000, i128::MIN / 2);
+        let v = Validators::new(&id, SystemTime::now());
+        assert_eq!(v.last_modified_time, UNIX_EPOCH);
+    }
+}

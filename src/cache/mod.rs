@@ -1,0 +1,405 @@
+//! [`MmapCache`]: shared mappings on quick_cache, opened once per concurrent miss and revalidated by policy;
+//! no HTTP decisions.
+//!
+//! The cache keeps an [`Entry`] per file: the [`MmapFile`] handlers get, plus what serving needs to know
+//! about it (validators formatted once, when it was last checked, which root it was verified beneath).
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use quick_cache::DefaultHashBuilder;
+use quick_cache::sync::{Cache, GuardResult};
+
+mod builder;
+mod entry;
+mod revalidate;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use builder::MmapCacheBuilder;
+pub(crate) use entry::Entry;
+pub use revalidate::Revalidate;
+
+use builder::Settings;
+use revalidate::{clock, is_due, unchanged};
+use store::{Counters, Evictions, Weigh, key_of};
+
+use crate::{MmapConfig, MmapError, MmapFile};
+
+/// A snapshot of a cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered by a cached mapping (including ones confirmed by a revalidation check).
+    pub hits: u64,
+    /// Lookups that opened the file, including re-opens of files found changed.
+    pub misses: u64,
+    /// Cached mappings found changed on disk and replaced.
+    pub stale: u64,
+    /// Mappings pushed out to respect the cache's bounds.
+    pub evictions: u64,
+    /// Files currently cached.
+    pub entries: u64,
+    /// Bytes of the cached files that are memory-mapped (small files read into memory are not counted).
+    pub mapped_bytes: u64,
+}
+
+/// A bounded, shared cache of [`MmapFile`]s keyed by path.
+///
+/// - **Bounds**: at most `max_files` files and, when a byte budget is set, at most that many bytes of cached
+///   files. With a budget each entry weighs `max(size, budget / max_files)` against it, which keeps both bounds.
+///   A file larger than the budget is still served, just not kept.
+/// - **One open per miss**: concurrent lookups of the same missing path wait for a single open and map.
+/// - **Revalidation**: cached entries are compared with the disk under a [`Revalidate`] policy.
+/// - **Eviction** only drops the cache's reference: a mapping is unmapped when its last `Bytes` is dropped.
+/// - **Keys** are paths as `Path` compares them (`a//b` and `a/./b` are `a/b`); a file read on demand (no
+///   SIGBUS protection, see [`MmapFile::reads_on_demand`]) is not kept, since it holds a descriptor.
+///
+/// Lookups that miss or revalidate do blocking file-system work; from async code call them in
+/// `tokio::task::spawn_blocking`, or use [`get_if_fresh`](Self::get_if_fresh), which never blocks.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use mmap_serve::MmapCache;
+/// # let d = tempfile::tempdir()?; let path = d.path().join("t.bin"); std::fs::write(&path, vec![9u8; 1 << 20])?;
+/// let cache = Arc::new(MmapCache::new(100));
+/// let a = cache.get_or_create(&path)?;
+/// let b = cache.get_or_create(&path)?;
+/// assert!(Arc::ptr_eq(&a, &b));
+/// assert_eq!(cache.len(), 1);
+/// let stats = cache.stats();
+/// assert_eq!((stats.hits, stats.misses, stats.mapped_bytes), (1, 1, 1 << 20));
+/// cache.clear();
+/// assert!(cache.is_empty());
+/// assert_eq!(a.range(0..4)?, &[9u8; 4][..], "slices outlive the cache entry");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MmapCache {
+    /// Keyed by the path's bytes: hashing them is a few nanoseconds, where `Path`'s own `Hash` walks its
+    /// components.
+    files: Cache<Vec<u8>, Arc<Entry>, Weigh, DefaultHashBuilder, Evictions>,
+    settings: Settings,
+    counters: Arc<Counters>,
+}
+
+impl MmapCache {
+    /// A cache of at most `max_files` files with default settings (see [`MmapCacheBuilder`]).
+    pub fn new(max_files: usize) -> Self {
+        Self::builder().max_files(max_files).build()
+    }
+
+    /// A builder for a cache with a byte budget, mapping hints, a small-file threshold or a revalidation policy.
+    pub fn builder() -> MmapCacheBuilder {
+        MmapCacheBuilder::default()
+    }
+
+    /// The file at `path`: the cached mapping when it is current, otherwise opened, mapped and cached.
+    ///
+    /// Blocking (see the type's docs). Revalidates under the cache's [`Revalidate`] policy.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`MmapFile::new`]; a cached file that has since disappeared gives
+    /// [`MmapError::FileNotFound`] and leaves the cache.
+    pub fn get_or_create(&self, path: impl AsRef<Path>) -> Result<Arc<MmapFile>, MmapError> {
+        self.get_or_create_with(path, self.settings.revalidation)
+    }
+
+    /// As [`get_or_create`](Self::get_or_create), under `revalidation` instead of the cache's policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_create`](Self::get_or_create).
+    pub fn get_or_create_with(
+        &self,
+        path: impl AsRef<Path>,
+        revalidation: Revalidate,
+    ) -> Result<Arc<MmapFile>, MmapError> {
+        let entry = self.entry(path.as_ref(), revalidation)?;
+        Ok(Arc::clone(entry.file()))
+    }
+
+    /// The cached file at `path` if it needs no revalidation now under `revalidation`, or passes one that
+    /// cannot block; never reads from a disk.
+    ///
+    /// This is the non-blocking fast path for async callers: on `None`, fall back to
+    /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A revalidation that is due is made
+    /// here (one `stat` of the path) only for a mapped file on a local filesystem: the mapping holds the file
+    /// open, which keeps every directory entry of its path in memory, so the `stat` waits for neither a disk
+    /// nor a network. A hit is counted in the stats.
+    pub fn get_if_fresh(
+        &self,
+        path: impl AsRef<Path>,
+        revalidation: Revalidate,
+    ) -> Option<Arc<MmapFile>> {
+        let entry = self.fresh_entry(path.as_ref(), revalidation, 0)?;
+        Some(Arc::clone(entry.file()))
+    }
+
+    /// The entry of the file at `path`, opened and cached when it is missing or stale (blocking).
+    pub(crate) fn entry(
+        &self,
+        path: &Path,
+        revalidation: Revalidate,
+    ) -> Result<Arc<Entry>, MmapError> {
+        let (entry, _) = self.get_or_open(path, revalidation, |cache| {
+            cache.open_uncached(path, revalidation)
+        })?;
+        Ok(entry)
+    }
+
+    /// The cached entry of `path` if it is fresh under `revalidation` (see [`get_if_fresh`](Self::get_if_fresh))
+    /// and, when `confined_to` is not 0, was verified beneath that confinement; a refused entry is not counted
+    /// as a hit.
+    pub(crate) fn fresh_entry(
+        &self,
+        path: &Path,
+        revalidation: Revalidate,
+        confined_to: u64,
+    ) -> Option<Arc<Entry>> {
+        let entry = self.files.get(&*key_of(path))?;
+        if confined_to != 0 && entry.confined_to() != confined_to {
+            return None;
+        }
+        if is_due(&entry, revalidation) {
+            // The check is one stat, made here when it cannot wait on a disk or a network: the file is mapped
+            // (its open description pins every directory entry the lookup walks, so none is read from disk)
+            // on a local filesystem. Anything else, and any change, is left to the blocking caller.
+            if !entry.file().checks_inline() {
+                return None;
+            }
+            match std::fs::metadata(path) {
+                Ok(m) if unchanged(&entry, &m, revalidation) => entry.set_checked_at(clock()),
+                _ => return None,
+            }
+        }
+        Counters::count(&self.counters.hits);
+        Some(entry)
+    }
+
+    /// The entry of `path` as the file `open` finds beneath a root (tagged `tag`, not 0), blocking.
+    ///
+    /// A confined file is served only once the cached mapping is known to be the very file that opening
+    /// beneath the root names: a cache shared with an unconfined resolver or handler may hold a mapping of the
+    /// same path opened through a link that leaves the root, and that mapping must not leak through here.
+    pub(crate) fn entry_beneath(
+        &self,
+        path: &Path,
+        revalidation: Revalidate,
+        tag: u64,
+        open: impl Fn() -> io::Result<File>,
+    ) -> Result<Arc<Entry>, MmapError> {
+        let open_beneath = |cache: &Self| -> Result<MmapFile, MmapError> {
+            let file = open().map_err(|e| MmapError::from_io(path, e))?;
+            cache.map_open_file(path, file, revalidation)
+        };
+        // On an error nothing stale stays behind: revalidation already removed a changed entry, and a failed
+        // open inserted none (removing the key here could only drop an entry another request just cached).
+        let (entry, opened_here) = self.get_or_open(path, revalidation, open_beneath)?;
+        if opened_here || entry.confined_to() == tag {
+            entry.set_confined_to(tag);
+            return Ok(entry);
+        }
+        // Cached by another route (an unconfined resolver or handler sharing the cache): serve it only if it is
+        // the very file that opening beneath the root finds now.
+        let beneath = open_beneath(self)?;
+        if beneath.identity() == entry.file().identity() {
+            entry.set_confined_to(tag);
+            Ok(entry)
+        } else {
+            // Replace it, so that the next confined request is a plain hit.
+            let beneath = Arc::new(Entry::new(beneath, clock()));
+            beneath.set_confined_to(tag);
+            self.replace(path, Arc::clone(&beneath));
+            Ok(beneath)
+        }
+    }
+
+    /// The entry cached under `key`, made from what `open` returns on a miss, and whether this call opened it;
+    /// revalidation compares the identity of `key` on disk.
+    fn get_or_open(
+        &self,
+        key: &Path,
+        revalidation: Revalidate,
+        open: impl FnOnce(&Self) -> Result<MmapFile, MmapError>,
+    ) -> Result<(Arc<Entry>, bool), MmapError> {
+        let path = key;
+        let mut open = Some(open);
+        // The stale entry this lookup removed, if any: its successor learns whether they share a date.
+        let mut replaced: Option<Arc<Entry>> = None;
+        loop {
+            let cached = match self.files.get_value_or_guard(&*key_of(path), None) {
+                GuardResult::Value(entry) => entry,
+                GuardResult::Guard(guard) => {
+                    Counters::count(&self.counters.misses);
+                    // A call reaches a guard at most once: it returns right after.
+                    let open = open.take().expect("one open per lookup");
+                    let entry = Arc::new(Entry::new(open(self)?, clock()));
+                    if let Some(earlier) = &replaced {
+                        entry.note_predecessor(earlier);
+                    }
+                    if keeps(entry.file()) {
+                        // Refused only when the cache was changed under the guard; the file is still good.
+                        let _ = guard.insert(Arc::clone(&entry));
+                    }
+                    return Ok((entry, true));
+                }
+                // A lookup without a timeout waits for the guard holder instead.
+                GuardResult::Timeout => continue,
+            };
+            if !is_due(&cached, revalidation) {
+                Counters::count(&self.counters.hits);
+                return Ok((cached, false));
+            }
+            match std::fs::metadata(path) {
+                Ok(m) if unchanged(&cached, &m, revalidation) => {
+                    cached.set_checked_at(clock());
+                    Counters::count(&self.counters.hits);
+                    return Ok((cached, false));
+                }
+                Ok(_) => {
+                    Counters::count(&self.counters.stale);
+                    self.files
+                        .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
+                    replaced = Some(cached);
+                    // Go round again: this (or a concurrent) lookup opens the new file once.
+                }
+                Err(e) => {
+                    self.files
+                        .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
+                    return Err(MmapError::from_io(path, e));
+                }
+            }
+        }
+    }
+
+    /// Caches `entry` under `key`, replacing whatever was there.
+    fn replace(&self, key: &Path, entry: Arc<Entry>) {
+        if keeps(entry.file()) {
+            self.files.insert(key_of(key).into_owned(), entry);
+        } else {
+            self.files.remove(&*key_of(key));
+        }
+    }
+
+    /// Drops the cached mapping of `path`, if any; returns whether there was one.
+    pub fn remove(&self, path: impl AsRef<Path>) -> bool {
+        self.files.remove(&*key_of(path.as_ref())).is_some()
+    }
+
+    /// The number of files cached.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no file is cached.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Drops every cached mapping (slices still in use keep theirs alive until dropped).
+    pub fn clear(&self) {
+        self.files.clear();
+    }
+
+    /// The counters, and the entries and mapped bytes as of now (the latter two walk the cache).
+    pub fn stats(&self) -> CacheStats {
+        let (mut entries, mut mapped_bytes) = (0, 0);
+        for (_, entry) in self.files.iter() {
+            entries += 1;
+            if entry.file().is_mapped() {
+                mapped_bytes += entry.file().size();
+            }
+        }
+        CacheStats {
+            entries,
+            mapped_bytes,
+            ..self.counters()
+        }
+    }
+
+    /// The counters alone: no walk of the entries.
+    fn counters(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            entries: 0,
+            mapped_bytes: 0,
+        }
+    }
+
+    /// Opens `path` with this cache's settings without caching it; a file never revalidated is immutable
+    /// (mapped even when the SIGBUS guard cannot protect the mapping).
+    fn open_uncached(&self, path: &Path, revalidation: Revalidate) -> Result<MmapFile, MmapError> {
+        MmapFile::open(
+            path,
+            self.settings.config,
+            self.settings.small_file_threshold,
+            revalidation == Revalidate::Never,
+        )
+    }
+
+    /// Maps (or reads) an open `file` as `path` with this cache's settings, without caching it; immutable as
+    /// in [`open_uncached`](Self::open_uncached).
+    fn map_open_file(
+        &self,
+        path: &Path,
+        file: File,
+        revalidation: Revalidate,
+    ) -> Result<MmapFile, MmapError> {
+        MmapFile::from_file(
+            path,
+            file,
+            self.settings.config,
+            self.settings.small_file_threshold,
+            revalidation == Revalidate::Never,
+        )
+    }
+
+    /// The mapping hints applied to new mappings.
+    pub fn config(&self) -> MmapConfig {
+        self.settings.config
+    }
+
+    /// The cache's revalidation policy.
+    pub fn revalidation(&self) -> Revalidate {
+        self.settings.revalidation
+    }
+}
+
+impl fmt::Debug for MmapCache {
+    /// Settings and counters; the entries are not walked (see [`MmapCache::stats`] for that).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.counters();
+        f.debug_struct("MmapCache")
+            .field("settings", &self.settings)
+            .field("hits", &c.hits)
+            .field("misses", &c.misses)
+            .field("stale", &c.stale)
+            .field("evictions", &c.evictions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MmapCache {
+    /// [`MmapCache::builder`]'s defaults: 1024 files, no byte budget.
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+/// Whether the cache keeps `file`: not one read on demand, which holds a descriptor (a cache of thousands of
+/// them would run the process out of descriptors); each request for it opens it again instead.
+fn keeps(file: &MmapFile) -> bool {
+    !file.reads_on_demand()
+}

@@ -1,0 +1,494 @@
+//! Renders what the service decided into a `Response`: a file's answer (as `http::answer` decides it), the
+//! error and refusal answers, and the one place a HEAD response loses its content; no I/O, no decisions.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use crate::MmapError;
+use crate::body::{MmapBody, Segment, Watch};
+use crate::cache::Entry;
+use crate::http::answer::{Answer, Selected, answer};
+use crate::http::multipart::Multipart;
+use crate::http::preconditions::Validators;
+use crate::http::range::{content_range, unsatisfied_content_range};
+use crate::http::target::is_known_method;
+use crate::mmap::file::Content;
+use crate::resolve::{Rejection, ResolvedFile};
+
+/// Per-service settings that shape responses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// More range-specs than this in one Range header get the whole representation (200).
+    pub(crate) max_ranges: usize,
+    /// Largest body frame.
+    pub(crate) chunk_size: usize,
+}
+
+/// What the service answers a request with, before it is rendered.
+#[derive(Debug)]
+pub(crate) enum Reply<'a> {
+    /// The file the resolver named, as the cache holds it.
+    File {
+        entry: &'a Entry,
+        resolved: &'a ResolvedFile,
+        limits: Limits,
+    },
+    /// 400: the request target or its Host field is malformed (the reason says how).
+    Refused(&'static str),
+    /// The resolver's rejection.
+    Rejected(&'a Rejection),
+    /// The method is not GET or HEAD: 405 or 501.
+    Method,
+    /// 404.
+    NotFound,
+    /// 301 to this location (a directory named without its slash).
+    Redirect(HeaderValue),
+    /// An error on the way to the file.
+    Error(&'a MmapError),
+}
+
+/// The response to the request `head` for `reply`: RFC 9110 §9.3.2 forbids content in any response to HEAD,
+/// error responses included (HTTP/2 servers such as hyper's send whatever the body yields), so this is the
+/// one place a HEAD response loses its body.
+pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
+    let mut response = match reply {
+        Reply::File {
+            entry,
+            resolved,
+            limits,
+        } => file(head, &Representation::of(entry, resolved), limits),
+        Reply::Refused(reason) => text(StatusCode::BAD_REQUEST, reason),
+        Reply::Rejected(rejection) => text(rejection.status(), rejection.reason()),
+        Reply::Method => method_not_allowed_or_implemented(&head.method),
+        Reply::NotFound => text(StatusCode::NOT_FOUND, "not found"),
+        Reply::Redirect(location) => {
+            let mut r = text(
+                StatusCode::MOVED_PERMANENTLY,
+                "moved to the directory's URL with a /",
+            );
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Reply::Error(err) => error_response(err),
+    };
+    if head.method == Method::HEAD {
+        *response.body_mut() = MmapBody::empty();
+    }
+    response
+}
+
+/// What is being served: the whole representation and its metadata, borrowed (each field value is cloned
+/// once, into the response).
+#[derive(Debug, Clone, Copy)]
+struct Representation<'a> {
+    /// Every byte of the file (a zero-copy view of the mapping, or the file to read them from).
+    content: &'a Content,
+    content_type: &'a HeaderValue,
+    etag: &'a HeaderValue,
+    last_modified: &'a HeaderValue,
+    validators: Validators<'a>,
+    /// `content.len()` as a header value, formatted once per file.
+    content_length: &'a HeaderValue,
+    cache_control: Option<&'a HeaderValue>,
+    /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
+    /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
+    watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
+}
+
+/// The content type sent when a resolver names none.
+static DEFAULT_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+impl<'a> Representation<'a> {
+    fn of(entry: &'a Entry, resolved: &'a ResolvedFile) -> Self {
+        let file = entry.file();
+        let v = entry.validators();
+        let etag = resolved.etag.as_ref().unwrap_or(&v.etag);
+        let etag_is_ours = resolved.etag.is_none();
+        Self {
+            content: file.content(),
+            content_type: resolved
+                .content_type
+                .as_ref()
+                .unwrap_or(&DEFAULT_CONTENT_TYPE),
+            etag,
+            last_modified: &v.last_modified,
+            validators: Validators {
+                etag: etag.as_bytes(),
+                // One this crate made is a well-formed strong entity-tag: preconditions need not parse it.
+                etag_is_ours,
+                last_modified: Some(v.last_modified_time),
+                last_modified_value: Some(v.last_modified.as_bytes()),
+                strong_date_from: entry.strong_date_from(),
+            },
+            content_length: &v.length,
+            cache_control: resolved.cache_control.as_ref(),
+            watched: file.is_shared().then_some((file, !resolved.immutable)),
+        }
+    }
+
+    fn watch(&self) -> Option<Watch> {
+        self.watched.map(|(file, recheck_identity)| Watch {
+            file: Arc::clone(file),
+            recheck_identity,
+        })
+    }
+}
+
+/// The response to a GET or HEAD of `rep` (the body is cut for HEAD by [`render`]).
+fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
+    let selected = Selected {
+        validators: rep.validators,
+        len: rep.content.len(),
+        content_type: rep.content_type.as_bytes(),
+    };
+    match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
+        Answer::PreconditionFailed => empty(StatusCode::PRECONDITION_FAILED),
+        Answer::NotModified => not_modified(rep),
+        Answer::Full => full(rep, limits),
+        Answer::Single(part) => single(rep, part, limits),
+        Answer::Multi(layout) => multi(rep, layout, limits),
+        Answer::Unsatisfiable => unsatisfiable(rep.content.len()),
+    }
+}
+
+const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
+    let mut response = sized(body(rep, 0..rep.content.len(), limits));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+    h.insert(header::CONTENT_LENGTH, rep.content_length.clone());
+    representation_headers(h, rep);
+    response
+}
+
+/// RFC 9110 §14.4 and §15.3.7: one part, with Content-Range.
+fn single(
+    rep: &Representation<'_>,
+    part: std::ops::Range<u64>,
+    limits: Limits,
+) -> Response<MmapBody> {
+    let len = rep.content.len();
+    let mut response = sized(body(rep, part.clone(), limits));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+    h.insert(header::CONTENT_LENGTH, decimal(part.end - part.start));
+    h.insert(header::CONTENT_RANGE, content_range(&part, len));
+    representation_headers(h, rep);
+    response
+}
+
+/// RFC 9110 §14.6: multipart/byteranges as `layout` frames it.
+fn multi(rep: &Representation<'_>, layout: Multipart, limits: Limits) -> Response<MmapBody> {
+    let content_type = layout.content_type();
+    let content_length = layout.content_length_value();
+    let body = MmapBody::multipart(layout, rep.content.clone(), limits.chunk_size);
+    let mut response = sized(body.watched(rep.watch()));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, content_length);
+    representation_headers(h, rep);
+    response
+}
+
+/// The body sending `range` of the representation, watched as the representation says.
+fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -> MmapBody {
+    // `answer` keeps parts inside 0..len; anything else would be a bug here, answered with no bytes.
+    let segment = Segment::of(rep.content, range).unwrap_or(Segment::Memory(Bytes::new()));
+    MmapBody::single(segment, limits.chunk_size).watched(rep.watch())
+}
+
+/// RFC 9110 §15.5.17: 416 with the current length.
+fn unsatisfiable(len: u64) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
+    h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    response
+}
+
+/// RFC 9110 §15.4.5: 304 carries the fields a 200 would have that guide cache updates (ETag, Cache-Control;
+/// hyper adds Date), and no content. Other representation metadata SHOULD NOT be sent: not even
+/// Last-Modified, which helps only a response without an ETag, and every response here has one.
+fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::NOT_MODIFIED);
+    let h = response.headers_mut();
+    h.insert(header::ETAG, rep.etag.clone());
+    if let Some(cc) = rep.cache_control {
+        h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+    response
+}
+
+fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
+    h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    h.insert(header::ETAG, rep.etag.clone());
+    h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
+    if let Some(cc) = rep.cache_control {
+        h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+}
+
+/// A response whose header map has room for the fields this module sets, so that it allocates once.
+///
+/// Six fields (seven for a 206 with Cache-Control, which grows the map once): the smallest table http's
+/// `HeaderMap` makes for more has 12 slots, about 1.2 KiB, which glibc serves from its slow path rather than
+/// its per-thread cache (measured: about 500 instructions per request more, malloc and free together).
+fn sized(body: MmapBody) -> Response<MmapBody> {
+    let mut response = Response::new(body);
+    *response.headers_mut() = HeaderMap::with_capacity(6);
+    response
+}
+
+/// A response with a status and no content (Content-Length: 0 where the status allows one).
+fn empty(status: StatusCode) -> Response<MmapBody> {
+    let mut response = sized(MmapBody::empty());
+    *response.status_mut() = status;
+    if status != StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    response
+}
+
+/// `n` in decimal as a header value, in one allocation (`HeaderValue::from(u64)` makes two).
+fn decimal(n: u64) -> HeaderValue {
+    HeaderValue::from_str(itoa::Buffer::new().format(n))
+        .expect("decimal digits are a valid field value")
+}
+
+/// A short plain-text explanation with `status`.
+fn text(status: StatusCode, reason: &str) -> Response<MmapBody> {
+    let body = Bytes::from(format!("{reason}\n"));
+    let mut response = sized(MmapBody::slice(body.clone(), 0));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, TEXT_PLAIN);
+    h.insert(header::CONTENT_LENGTH, decimal(body.len() as u64));
+    response
+}
+
+/// The response for an error on the way to a file; 5xx are logged here, once.
+pub(crate) fn error_response(err: &MmapError) -> Response<MmapBody> {
+    let status = err.status_code();
+    match err {
+        MmapError::Exhausted { .. } => {
+            tracing::warn!(error = %err, source = ?std::error::Error::source(err), "answering 503");
+            let mut r = text(
+                status,
+                "service unavailable: out of resources, retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        _ if status.is_server_error() => {
+            tracing::error!(error = %err, source = ?std::error::Error::source(err), "answering 500");
+            text(status, "internal server error")
+        }
+        _ => text(status, status.canonical_reason().unwrap_or("error")),
+    }
+}
+
+/// The answer to a method other than GET and HEAD: 405 for a method this server knows (RFC 9110 §15.5.6,
+/// naming the methods the resource supports), 501 for one it does not implement at all (§9.1, §15.6.2).
+fn method_not_allowed_or_implemented(method: &Method) -> Response<MmapBody> {
+    if is_known_method(method) {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response
+    } else {
+        text(StatusCode::NOT_IMPLEMENTED, "method not implemented")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mmap::file::MmapFile;
+
+    const LIMITS: Limits = Limits {
+        max_ranges: 1024,
+        chunk_size: 1 << 20,
+    };
+
+    fn head(method: Method, headers: &[(&'static str, &'static str)]) -> Parts {
+        let mut request = http::Request::builder().method(method).uri("/f");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.body(()).expect("a request").into_parts().0
+    }
+
+    fn header<'r>(r: &'r Response<MmapBody>, name: &str) -> Option<&'r str> {
+        r.headers().get(name).map(|v| v.to_str().expect("ascii"))
+    }
+
+    /// An entry for a small file of the usual pattern, and what a resolver says of it.
+    fn fixture() -> (tempfile::TempDir, Entry, ResolvedFile) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(
+            &path,
+            (0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        )
+        .expect("write");
+        let entry = Entry::new(MmapFile::new(&path).expect("open"), 0);
+        let resolved = ResolvedFile::new(&path)
+            .content_type(HeaderValue::from_static("application/x-test"))
+            .cache_control(HeaderValue::from_static("max-age=60"));
+        (dir, entry, resolved)
+    }
+
+    fn run(method: Method, headers: &[(&'static str, &'static str)]) -> Response<MmapBody> {
+        let (_dir, entry, resolved) = fixture();
+        run_on(&entry, &resolved, method, headers)
+    }
+
+    fn run_on(
+        entry: &Entry,
+        resolved: &ResolvedFile,
+        method: Method,
+        headers: &[(&'static str, &'static str)],
+    ) -> Response<MmapBody> {
+        let reply = Reply::File {
+            entry,
+            resolved,
+            limits: LIMITS,
+        };
+        render(&head(method, headers), reply)
+    }
+
+    #[test]
+    fn a_plain_get_is_200_with_every_validator() {
+        let (_dir, entry, resolved) = fixture();
+        let r = run_on(&entry, &resolved, Method::GET, &[]);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("1000"));
+        assert_eq!(header(&r, "accept-ranges"), Some("bytes"));
+        assert_eq!(header(&r, "etag"), Some(entry.file().etag().as_str()));
+        assert_eq!(
+            header(&r, "last-modified"),
+            Some(entry.file().last_modified().as_str())
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/x-test"));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=60"));
+    }
+
+    #[test]
+    fn head_has_the_get_headers_and_no_body() {
+        let r = run(Method::HEAD, &[("range", "bytes=0-9")]);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("1000"));
+        assert!(http_body::Body::is_end_stream(r.body()));
+    }
+
+    #[test]
+    fn every_reply_to_head_has_no_body() {
+        let head = head(Method::HEAD, &[]);
+        let err = MmapError::Io {
+            path: "f".into(),
+            source: std::io::Error::other("boom"),
+        };
+        let rejection = Rejection::new(StatusCode::BAD_REQUEST, "invalid CID");
+        for reply in [
+            Reply::Refused("invalid Host header"),
+            Reply::Rejected(&rejection),
+            Reply::NotFound,
+            Reply::Redirect(HeaderValue::from_static("./d/")),
+            Reply::Error(&err),
+        ] {
+            let r = render(&head, reply);
+            assert!(http_body::Body::is_end_stream(r.body()), "{:?}", r.status());
+            assert_ne!(header(&r, "content-length"), Some("0"), "the GET's length");
+        }
+    }
+
+    #[test]
+    fn a_single_range_is_206_with_content_range() {
+        let r = run(Method::GET, &[("range", "bytes=10-19")]);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(header(&r, "content-range"), Some("bytes 10-19/1000"));
+        assert_eq!(header(&r, "content-length"), Some("10"));
+    }
+
+    #[test]
+    fn several_ranges_are_a_multipart_206() {
+        let r = run(Method::GET, &[("range", "bytes=0-99,500-599")]);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert!(
+            header(&r, "content-type")
+                .expect("ct")
+                .starts_with("multipart/byteranges; boundary=")
+        );
+    }
+
+    #[test]
+    fn unsatisfiable_is_416_with_the_length() {
+        let r = run(Method::GET, &[("range", "bytes=1000-")]);
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(header(&r, "content-range"), Some("bytes */1000"));
+    }
+
+    #[test]
+    fn not_modified_carries_validators_and_cache_control_only() {
+        let (_dir, entry, resolved) = fixture();
+        let etag = entry.file().etag();
+        let r = run_on(
+            &entry,
+            &resolved,
+            Method::GET,
+            &[("if-none-match", etag.clone().leak())],
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&r, "etag"), Some(etag.as_str()));
+        assert_eq!(header(&r, "cache-control"), Some("max-age=60"));
+        assert!(header(&r, "last-modified").is_none());
+        assert!(header(&r, "content-length").is_none());
+        assert!(header(&r, "content-type").is_none());
+    }
+
+    #[test]
+    fn a_failed_precondition_is_412() {
+        let r = run(Method::GET, &[("if-match", "\"other\"")]);
+        assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(header(&r, "content-length"), Some("0"));
+    }
+
+    #[test]
+    fn decimal_renders_every_magnitude() {
+        for n in [0, 1, 9, 10, 99, 100, 4096, 1 << 40, u64::MAX - 1, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string().as_str());
+        }
+    }
+
+    #[test]
+    fn a_directory_redirect_is_301_with_its_location() {
+        let r = render(
+            &head(Method::GET, &[]),
+            Reply::Redirect(HeaderValue::from_static("./docs/")),
+        );
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(header(&r, "location"), Some("./docs/"));
+    }
+
+    #[test]
+    fn method_not_allowed_names_get_and_head_and_unknown_methods_are_501() {
+        let r = render(&head(Method::POST, &[]), Reply::Method);
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(header(&r, "allow"), Some("GET, HEAD"));
+        let brew = Method::from_bytes(b"BREW").expect("a method");
+        let r = render(&head(brew, &[]), Reply::Method);
+        assert_eq!(r.status(), StatusCode::NOT_IMPLEMENTED);
+    }
+}
