@@ -2,6 +2,7 @@
 //! the rendering that ties them into a response.
 
 pub(crate) mod body;
+pub(crate) mod fields;
 pub(crate) mod multipart;
 pub(crate) mod preconditions;
 pub(crate) mod range;

@@ -8,6 +8,9 @@ use std::cmp::Ordering;
 use std::ops::Range;
 
 use ::http::HeaderValue;
+use bytes::Bytes;
+
+use super::fields::{decimal_len, trim_ows, write_decimal};
 
 /// What RFC 9110 §14.2 decides for a Range header on a GET of a representation of `len` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,55 +103,35 @@ pub(crate) fn plan_ranges(header: &[u8], len: u64, max_ranges: usize) -> RangePl
 /// the call cannot underflow.
 pub(crate) fn content_range(range: &Range<u64>, len: u64) -> HeaderValue {
     let last = range.end.saturating_sub(1).max(range.start);
-    let mut value = StackText::default();
-    value.push(b"bytes ");
-    value.push_decimal(range.start);
-    value.push(b"-");
-    value.push_decimal(last);
-    value.push(b"/");
-    value.push_decimal(len);
-    value.to_header_value()
+    let size = b"bytes -/".len() + decimal_len(range.start) + decimal_len(last) + decimal_len(len);
+    let mut value = Vec::with_capacity(size);
+    value.extend_from_slice(b"bytes ");
+    write_decimal(&mut value, range.start);
+    value.push(b'-');
+    write_decimal(&mut value, last);
+    value.push(b'/');
+    write_decimal(&mut value, len);
+    into_header_value(value)
 }
 
 /// `bytes */{len}` (RFC 9110 §14.4, for 416).
 pub(crate) fn unsatisfied_content_range(len: u64) -> HeaderValue {
-    let mut value = StackText::default();
-    value.push(b"bytes */");
-    value.push_decimal(len);
-    value.to_header_value()
+    let mut value = Vec::with_capacity(b"bytes */".len() + decimal_len(len));
+    value.extend_from_slice(b"bytes */");
+    write_decimal(&mut value, len);
+    into_header_value(value)
 }
 
-/// A Content-Range value being written on the stack: "bytes " and three numbers of at most 20 digits.
-struct StackText {
-    buf: [u8; 72],
-    len: usize,
-}
-
-impl Default for StackText {
-    fn default() -> Self {
-        Self {
-            buf: [0; 72],
-            len: 0,
-        }
-    }
-}
-
-impl StackText {
-    fn push(&mut self, text: &[u8]) {
-        let end = self.len + text.len();
-        self.buf[self.len..end].copy_from_slice(text);
-        self.len = end;
-    }
-
-    fn push_decimal(&mut self, n: u64) {
-        self.push(itoa::Buffer::new().format(n).as_bytes());
-    }
-
-    /// Copies the text into a header value: the one allocation of the value.
-    fn to_header_value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.buf[..self.len])
-            .expect("digits, letters, spaces and `-*/` are valid field-value bytes")
-    }
+/// A Content-Range value written into a buffer of exactly its length, which becomes the header value's own
+/// storage: the one allocation of the value.
+fn into_header_value(value: Vec<u8>) -> HeaderValue {
+    debug_assert_eq!(
+        value.len(),
+        value.capacity(),
+        "sized exactly, so `Bytes` takes it as is"
+    );
+    HeaderValue::from_maybe_shared(Bytes::from(value))
+        .expect("digits, letters, spaces and `-*/` are valid field-value bytes")
 }
 
 /// One syntactically valid range-spec (RFC 9110 §14.1.1).
@@ -251,17 +234,6 @@ fn compare_decimal(a: &[u8], b: &[u8]) -> Ordering {
 fn strip_leading_zeros(digits: &[u8]) -> &[u8] {
     let zeros = digits.iter().take_while(|&&b| b == b'0').count();
     digits.get(zeros..).unwrap_or_default()
-}
-
-/// `s` without leading and trailing optional whitespace (SP / HTAB, RFC 9110 §5.6.3).
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 /// Keeps the client's order when no two ranges overlap or touch, else sorts and merges them
