@@ -2,9 +2,11 @@
 //! of the cache or the mapping; every function here maps plain data to an answer.
 //!
 //! A request flows through `target` (is it well formed, which method), then `answer`, which combines
-//! `preconditions` (§13.2.2) and `range` (§14), with `multipart` laying out a multi-range answer.
+//! `preconditions` (§13.2.2) and `range` (§14), with `multipart` laying out a multi-range answer; `fields`
+//! holds the field-value helpers they share.
 
 pub(crate) mod answer;
+pub(crate) mod fields;
 pub(crate) mod multipart;
 pub(crate) mod preconditions;
 pub(crate) mod range;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ::http::HeaderValue;
 use bytes::Bytes;
 
+use super::fields::{decimal_len, write_decimal};
+
 /// Length of every [`Boundary`], in characters.
 const BOUNDARY_LEN: usize = 2 * U64_BASE36_LEN;
 /// Base-36 digits needed for any `u64` (36^13 > 2^64).
@@ -324,16 +326,6 @@ fn write_part_header(
     out.push(b'/');
     write_decimal(out, len);
     out.extend_from_slice(HEADERS_END);
-}
-
-/// Number of decimal digits of `n`.
-fn decimal_len(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |log| log as usize + 1)
-}
-
-/// Appends `n` in decimal without a temporary allocation.
-fn write_decimal(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Saturating sum of lengths, as `u64`.
@@ -651,27 +643,6 @@ mod tests {
             multipart.content_length().to_string().as_str()
         );
         assert_eq!(multipart.parts.capacity(), parts.len());
-    }
-
-    #[test]
-    fn decimal_helpers_agree() {
-        for n in [
-            0,
-            1,
-            9,
-            10,
-            99,
-            100,
-            12345,
-            u64::MAX / 10,
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            let mut out = Vec::new();
-            write_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-            assert_eq!(decimal_len(n), n.to_string().len());
-        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, Method, header};
 
+use super::fields::{trim_ows, trim_ows_start};
+
 /// The validators of the selected representation (RFC 9110 §8.8).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Validators<'a> {
@@ -417,25 +419,6 @@ fn unix_seconds(time: SystemTime) -> i128 {
             }
         }
     }
-}
-
-/// Removes leading optional whitespace (`OWS = *( SP / HTAB )`, §5.6.3).
-fn trim_ows_start(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&byte| byte != b' ' && byte != b'\t')
-        .unwrap_or(bytes.len());
-    bytes.get(start..).unwrap_or_default()
-}
-
-/// Removes leading and trailing optional whitespace (§5.6.3).
-fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let bytes = trim_ows_start(bytes);
-    let end = bytes
-        .iter()
-        .rposition(|&byte| byte != b' ' && byte != b'\t')
-        .map_or(0, |last| last + 1);
-    bytes.get(..end).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -142,6 +142,39 @@ async fn several_ranges_are_a_verified_multipart_byteranges() {
     assert!(headers.get("etag").is_some() && headers.get("last-modified").is_some());
 }
 
+/// RFC 9110 §14.1.1 puts no bound on a position's digits and §5.6.1.2 lets a list carry empty elements;
+/// `http-range-header` 1.0 rejects more than 30 digits or 15 empty elements, and saturates both positions
+/// of an int-range past `u64::MAX` before comparing them (see the module doc of `src/http/range.rs`).
+#[tokio::test]
+async fn long_positions_and_many_empty_list_elements_are_read_as_the_rfc_says() {
+    let fx = fixture();
+    let zeros = "0".repeat(40);
+    let nines = "9".repeat(40);
+    let empties = ",".repeat(20);
+    let singles = [
+        (format!("bytes=0-{zeros}9"), 0..10),
+        (format!("bytes={zeros}10-{zeros}19"), 10..20),
+        (format!("bytes=-{nines}"), 0..10_000),
+        (format!("bytes=9990-{nines}"), 9990..10_000),
+    ];
+    for (range, expected) in singles {
+        let (status, headers, body) = send(fx.serve(), get("/f.bin", &[("range", &range)])).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(verify_single(&headers, &body, LEN), expected, "{range}");
+    }
+
+    let range = format!("bytes=0-1{empties}100-199{empties}");
+    let (status, headers, body) = send(fx.serve(), get("/f.bin", &[("range", &range)])).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{range}");
+    let parts = verify_multipart(&headers, &body, LEN, OCTET_STREAM);
+    assert_eq!(parts, [0..2, 100..200]);
+
+    // Reversed, though both positions are past u64::MAX: invalid, so the Range is ignored (§14.2).
+    let reversed = "bytes=18446744073709551616-18446744073709551615";
+    let (status, headers, body) = send(fx.serve(), get("/f.bin", &[("range", reversed)])).await;
+    verify_whole(status, &headers, &body, LEN, reversed);
+}
+
 #[tokio::test]
 async fn each_part_repeats_the_files_content_type() {
     let fx = Fixture::new();
