@@ -74,6 +74,8 @@ mod integrations;
 mod mmap;
 mod resolve;
 mod service;
+#[cfg(test)]
+mod testing;
 
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
