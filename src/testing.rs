@@ -9,3 +9,8 @@
     reason = "shared with the integration tests, which use other parts of it, and written with their `pub`"
 )]
 pub(crate) mod child;
+
+/// `len` bytes of the fixture pattern: byte `i` is `i % 251`, so any range can be checked by recomputing it.
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
