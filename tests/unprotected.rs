@@ -66,7 +66,9 @@ fn cached(serve: &MmapServe<DirResolver>, path: &Path) -> std::sync::Arc<mmap_se
 
 #[tokio::test(flavor = "current_thread")]
 async fn without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie() {
-    if !child::in_child("without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie") {
+    if !child::in_child(
+        "without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

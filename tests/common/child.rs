@@ -25,7 +25,8 @@ pub fn is_child(test: &str) -> bool {
 ///
 /// When the test binary cannot name its own path.
 pub fn rerun(test: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().expect("the test binary knows its path"));
+    let mut command =
+        Command::new(std::env::current_exe().expect("the test binary knows its path"));
     command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test);
@@ -73,6 +74,10 @@ pub fn in_child(test: &str) -> bool {
     if is_child(test) {
         return true;
     }
-    assert_passed(&rerun(test).output().expect("the test binary can run itself"));
+    assert_passed(
+        &rerun(test)
+            .output()
+            .expect("the test binary can run itself"),
+    );
     false
 }
