@@ -75,6 +75,8 @@ mod integrations;
 mod mmap;
 mod resolve;
 mod service;
+#[cfg(test)]
+mod testing;
 
 pub use body::{DEFAULT_CHUNK_SIZE, MmapBody};
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};

@@ -55,6 +55,8 @@ async fn the_layer_serves_a_file_when_there_is_one_and_the_handler_otherwise() {
     assert_eq!(&handler.body[..], b"hello from a handler\n");
 }
 
+/// Needs the crate's `axum` feature (`IntoResponse for MmapError`); the other tests need only axum itself.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn the_guides_handler_style_compiles_and_maps_errors() {
     use axum::extract::{Path, State};

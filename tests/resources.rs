@@ -4,18 +4,13 @@
 
 mod common;
 
+use common::child;
 use http::StatusCode;
 use mmap_serve::{DirResolver, MmapServe};
 
-const CHILD: &str = "MMAP_SERVE_RESOURCES_CHILD";
-
-fn in_child(test: &str) -> bool {
-    common::in_child(CHILD, test)
-}
-
 #[test]
 fn out_of_file_descriptors_answers_503_and_recovers() {
-    if !in_child("out_of_file_descriptors_answers_503_and_recovers") {
+    if !child::in_child("out_of_file_descriptors_answers_503_and_recovers") {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -84,7 +79,7 @@ fn set_soft_address_space_limit(bytes: libc::rlim_t) -> libc::rlim_t {
 
 #[test]
 fn out_of_address_space_answers_503_and_recovers() {
-    if !in_child("out_of_address_space_answers_503_and_recovers") {
+    if !child::in_child("out_of_address_space_answers_503_and_recovers") {
         return;
     }
     // What an exhausted `vm.max_map_count` looks like too: `mmap` fails with ENOMEM.

@@ -11,18 +11,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::child;
 use http::StatusCode;
 use http_body::Body;
 use http_body_util::BodyExt;
 use mmap_serve::{DirResolver, MmapServe, Resolution, ResolvedFile};
 use tower::ServiceExt;
 
-const CHILD: &str = "MMAP_SERVE_UNPROTECTED_CHILD";
 const LEN: u64 = 8 << 20;
-
-fn in_child(test: &str) -> bool {
-    common::in_child(CHILD, test)
-}
 
 /// What another library does: installs its own SIGBUS action over the crate's (here the default one).
 fn replace_the_sigbus_handler() {
@@ -70,7 +66,9 @@ fn cached(serve: &MmapServe<DirResolver>, path: &Path) -> std::sync::Arc<mmap_se
 
 #[tokio::test(flavor = "current_thread")]
 async fn without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie() {
-    if !in_child("without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie") {
+    if !child::in_child(
+        "without_sigbus_protection_changing_files_are_read_with_pread_and_never_lie",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

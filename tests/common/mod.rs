@@ -1,8 +1,10 @@
 //! Helpers shared by the service tests: fixture trees whose bytes can be recomputed for any range, a driver
 //! that sends one request and drains the body, and a small multipart/byteranges parser written from RFC 9110
-//! §14.6 and RFC 2046 §5.1.1 without looking at the crate's framing code; `net` has the socket-level helpers.
+//! §14.6 and RFC 2046 §5.1.1 without looking at the crate's framing code; `net` has the socket-level helpers and
+//! `child` re-runs a test in a child process.
 #![allow(dead_code, reason = "each test crate uses the helpers it needs")]
 
+pub mod child;
 pub mod net;
 
 use std::fmt::Debug;
@@ -32,28 +34,6 @@ pub fn byte_at(i: u64) -> u8 {
 /// The bytes of a fixture file in `range`.
 pub fn pattern(range: Range<u64>) -> Vec<u8> {
     range.map(byte_at).collect()
-}
-
-/// Whether this process is the child that runs `test` alone. In the parent, re-runs the test binary with
-/// only `test` (exact name), in a child process marked by the environment variable `marker`, asserts that
-/// it passed, and returns false: a test that changes process-wide state (limits, signal actions) runs in
-/// the child, where the change cannot reach the other tests.
-pub fn in_child(marker: &str, test: &str) -> bool {
-    if std::env::var_os(marker).is_some() {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(marker, "1")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed: {out:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
 }
 
 /// A temporary directory holding `root/` (what is served) and `outside/secret.txt` (what must never be).

@@ -1,8 +1,6 @@
 //! Range requests that try to make the server work or send more than the file: refused or bounded
 //! (RFC 9110 §14.2 lets a server ignore Range; the crate's rule is never more than the file plus framing).
 
-use std::time::{Duration, Instant};
-
 use http::StatusCode;
 use mmap_serve::{DEFAULT_MAX_RANGES, DirResolver, MmapServe};
 
@@ -85,16 +83,11 @@ async fn the_max_ranges_setter_is_respected() {
 }
 
 #[tokio::test]
-async fn ten_thousand_members_over_the_limit_are_answered_200_quickly() {
+async fn ten_thousand_members_over_the_limit_are_answered_200() {
+    // How long it takes is a figure, not a rule: `cargo bench --bench amplification`.
     let fx = fixture();
     let header = spread(10_000, 1, 1);
-    let start = Instant::now();
     let (status, headers, body) = send(fx.serve(), get("/f.bin", &[("range", &header)])).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
     verify_whole(status, &headers, &body, LEN, "10,000 members");
 }
 
@@ -106,14 +99,8 @@ async fn ten_thousand_members_within_a_raised_limit_are_served_exactly() {
     let serve = MmapServe::new(DirResolver::new(fx.root())).max_ranges(10_000);
 
     let disjoint = spread(10_000, 200, 1000);
-    let start = Instant::now();
     let (status, headers, body) =
         send(serve.clone(), get("/big.bin", &[("range", &disjoint)])).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        start.elapsed()
-    );
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     let parts = verify_multipart(&headers, &body, len, OCTET_STREAM);
     assert_eq!(parts.len(), 10_000);
