@@ -22,15 +22,20 @@
 //! Neither defends against a writer outside the root (one who can move the root's directories elsewhere while
 //! a request walks them); that is beyond what the root's owner hands out.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
 /// Flags every served file is opened with: read-only, and never blocking on a FIFO or becoming a terminal.
-const OPEN_FLAGS: i32 = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
 
 /// A root that a file must stay beneath once symbolic links are resolved.
 #[derive(Debug, Clone)]
@@ -112,7 +117,7 @@ impl Confinement {
             };
             // Look first (an `O_PATH` descriptor opens nothing), then open only a regular file: the very inode
             // looked at, through /proc.
-            let looked = open(libc::O_PATH | libc::O_CLOEXEC).and_then(|located| {
+            let looked = open(OFlags::PATH | OFlags::CLOEXEC).and_then(|located| {
                 let metadata = located.metadata()?;
                 only_regular(&metadata.file_type())?;
                 reopen_or(Some(&located), || open(OPEN_FLAGS))
@@ -123,7 +128,7 @@ impl Confinement {
                 Err(e) if openat2::is_unsupported(&e) => {}
                 // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
                 // decides those.
-                Err(e) if self.follow_symlinks && e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) if self.follow_symlinks && Errno::from_io_error(&e) == Some(Errno::XDEV) => {}
                 Err(e) => return Err(client_error(e)),
             }
         }
@@ -138,12 +143,8 @@ impl Confinement {
 
     /// The root directory, followed if it is a link, opened only to look names up in.
     fn open_root(&self) -> io::Result<OwnedFd> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(walk::SEARCH_FLAGS)
-            .open(&self.root)
-            .map(OwnedFd::from)
-            .map_err(client_error)
+        rustix::fs::open(&*self.root, walk::SEARCH_FLAGS, Mode::empty())
+            .map_err(|e| client_error(e.into()))
     }
 
     /// Opens `path` beneath the directory `root` (this confinement's root, opened) by the [`walk`].
@@ -175,13 +176,9 @@ fn reopen_or(
     if let Some(located) = located {
         use std::os::fd::AsRawFd;
         let proc_path = format!("/proc/self/fd/{}", located.as_raw_fd());
-        match OpenOptions::new()
-            .read(true)
-            .custom_flags(OPEN_FLAGS & !libc::O_RDONLY & !libc::O_CLOEXEC)
-            .open(proc_path)
-        {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            reopened => return reopened,
+        match rustix::fs::open(proc_path, OPEN_FLAGS, Mode::empty()) {
+            Err(Errno::NOENT) => {}
+            reopened => return Ok(File::from(reopened?)),
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -203,8 +200,8 @@ fn only_regular(file_type: &std::fs::FileType) -> io::Result<()> {
 /// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
 /// failure, escapes included, looks like a missing file.
 fn client_error(e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
+    match Errno::from_io_error(&e) {
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::ACCESS) => e,
         _ => not_found(),
     }
 }

@@ -415,11 +415,7 @@ fn a_fifo_is_refused_without_ever_being_opened() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let tree = Tree::new();
     let fifo = tree.root().join("pipe");
-    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
-    // SAFETY: `name` is a valid NUL-terminated path that outlives the call; mkfifo only reads it.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::mkfifo(name.as_ptr(), 0o600) };
-    assert_eq!(rc, 0, "mkfifo: {}", io::Error::last_os_error());
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::RUSR | Mode::WUSR).expect("mkfifo");
     symlink("pipe", tree.root().join("to-pipe")).expect("symlink");
     let woke = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -449,10 +445,7 @@ fn a_fifo_is_refused_without_ever_being_opened() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!woke.load(Ordering::SeqCst), "the FIFO was opened");
     // Release the writer: open the read end ourselves.
-    let _reader = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
+    let _reader = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
         .expect("open the read end");
     writer.join().expect("writer").expect("writer opened");
     assert!(woke.load(Ordering::SeqCst));
