@@ -101,13 +101,16 @@ impl Confinement {
     ///
     /// # Errors
     ///
-    /// - `io::ErrorKind::NotFound` when the target (or the root) is missing, lies outside the root, crosses a
-    ///   refused symbolic link, or cannot be resolved for any other reason (a component not a directory, a
-    ///   loop, a name too long). These all look the same, so that a client cannot learn anything about the
-    ///   file system outside the root.
-    /// - `io::ErrorKind::IsADirectory` for a directory, `NotFound` for a FIFO, socket or device.
-    /// - `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged, so that they can be answered
-    ///   with 403 and 503.
+    /// Every way the path can fail to name a file beneath the root looks like a missing file
+    /// (`io::ErrorKind::NotFound`), so that a client learns nothing about the file system outside the root:
+    /// the target or the root is missing, lies outside the root, crosses a refused symbolic link, expands too
+    /// many links, or cannot be resolved (a component not a directory, a name too long). A directory is
+    /// `io::ErrorKind::IsADirectory`, a FIFO, socket or device `NotFound`.
+    ///
+    /// Every other failure is the operating system's error, unchanged, as an unconfined open of the same file
+    /// would meet it (`EACCES`, `EMFILE`, `EAGAIN`, `EIO`, ...): the service's one classification,
+    /// `MmapError::from_io`, then answers a confined file exactly as an unconfined one (403, 503, 500). See
+    /// [`confine_error`].
     pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
         let root = self.open_root()?;
         #[cfg(target_os = "linux")]
@@ -124,12 +127,18 @@ impl Confinement {
             });
             match looked {
                 Ok(file) => return Ok(file),
+                // `only_regular`'s verdict.
                 Err(e) if e.raw_os_error().is_none() => return Err(e),
                 Err(e) if openat2::is_unsupported(&e) => {}
-                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
-                // decides those.
-                Err(e) if self.follow_symlinks && Errno::from_io_error(&e) == Some(Errno::XDEV) => {}
-                Err(e) => return Err(client_error(e)),
+                Err(e) => match Errno::from_io_error(&e) {
+                    // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the
+                    // walk decides those.
+                    Some(Errno::XDEV) if self.follow_symlinks => {}
+                    // The kernel could not rule out that a `..` raced a rename (or, from the open, a lease is
+                    // held): the walk resolves `..` itself, and answers `EAGAIN` if it meets it too.
+                    Some(Errno::AGAIN) => {}
+                    _ => return Err(confine_error(e)),
+                },
             }
         }
         self.walk_from(root.as_fd(), path)
@@ -144,7 +153,7 @@ impl Confinement {
     /// The root directory, followed if it is a link, opened only to look names up in.
     fn open_root(&self) -> io::Result<OwnedFd> {
         rustix::fs::open(&*self.root, walk::SEARCH_FLAGS, Mode::empty())
-            .map_err(|e| client_error(e.into()))
+            .map_err(|e| confine_error(e.into()))
     }
 
     /// Opens `path` beneath the directory `root` (this confinement's root, opened) by the [`walk`].
@@ -153,7 +162,7 @@ impl Confinement {
             Ok(below_root) => below_root,
             // Another spelling (through a link to the root, say): resolved like an absolute link's target.
             Err(_) if path.is_absolute() && self.follow_symlinks => path,
-            Err(_) => return Err(not_found()),
+            Err(_) => return Err(refused()),
         };
         walk::open_beneath(root, &self.root, below_root, self.follow_symlinks)
     }
@@ -186,28 +195,36 @@ fn reopen_or(
     by_name()
 }
 
-/// `Ok` for a regular file; `IsADirectory` for a directory; `NotFound` for a FIFO, socket, device or link.
+/// `Ok` for a regular file; `IsADirectory` for a directory; [`refused`] for a FIFO, socket, device or link.
 fn only_regular(file_type: &std::fs::FileType) -> io::Result<()> {
     if file_type.is_file() {
         Ok(())
     } else if file_type.is_dir() {
         Err(io::ErrorKind::IsADirectory.into())
     } else {
-        Err(not_found())
+        Err(refused())
     }
 }
 
-/// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
-/// failure, escapes included, looks like a missing file.
-fn client_error(e: io::Error) -> io::Error {
+/// A failed look-up or open as the confinement reports it.
+///
+/// Every way a path can fail to name a file beneath the root is [`refused`]: it leaves the root (`EXDEV`,
+/// from `RESOLVE_BENEATH`), crosses a refused link or too many (`ELOOP`), or names nothing (`ENOENT`,
+/// `ENOTDIR`, `ENAMETOOLONG`). Any other error is returned as it is: it is what an unconfined open would have
+/// met. `MmapError::from_io` answers all of these but `EXDEV` with 404 anyway, so no confined answer differs
+/// from an unconfined one except where the confinement refused (the tests sweep every errno).
+fn confine_error(e: io::Error) -> io::Error {
     match Errno::from_io_error(&e) {
-        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::ACCESS) => e,
-        _ => not_found(),
+        Some(Errno::XDEV | Errno::LOOP | Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => {
+            refused()
+        }
+        _ => e,
     }
 }
 
-/// The one error a client-facing failure turns into, whatever its cause.
-fn not_found() -> io::Error {
+/// What every refusal of the confinement turns into, whatever its cause: a missing file (404), exactly as
+/// if nothing were there.
+fn refused() -> io::Error {
     io::ErrorKind::NotFound.into()
 }
 

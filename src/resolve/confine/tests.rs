@@ -469,3 +469,65 @@ fn a_directory_is_refused_as_a_directory() {
         }
     }
 }
+
+/// The status the service answers for an open that failed with `e` (`MmapError::from_io`, as for every open).
+fn status_of(e: io::Error) -> http::StatusCode {
+    crate::MmapError::from_io(Path::new("/r/f"), e).status_code()
+}
+
+#[test]
+fn a_system_call_error_is_answered_as_for_an_unconfined_open_but_an_escape() {
+    use http::StatusCode;
+    // Every errno Linux defines (1..=133): the confined answer is the unconfined one, but for `EXDEV`, with
+    // which `RESOLVE_BENEATH` refuses a path leaving the root: that looks like a missing file.
+    for errno in 1..=133 {
+        let kernel = || io::Error::from_raw_os_error(errno);
+        let expected = if Errno::from_raw_os_error(errno) == Errno::XDEV {
+            StatusCode::NOT_FOUND
+        } else {
+            status_of(kernel())
+        };
+        assert_eq!(
+            status_of(confine_error(kernel())),
+            expected,
+            "errno {errno}"
+        );
+    }
+    // The case that used to differ: retry later (503), whether confined or not.
+    let eagain = io::Error::from_raw_os_error(Errno::AGAIN.raw_os_error());
+    assert_eq!(
+        status_of(confine_error(eagain)),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[test]
+fn a_failing_open_beneath_the_root_answers_as_an_unconfined_open_does() {
+    let tree = Tree::new();
+    symlink("loop", tree.root().join("loop")).expect("symlink");
+    let too_long = "n".repeat(256);
+    let cases = [
+        tree.root().join("missing"),
+        tree.root().join("missing/deeper"),
+        tree.root().join("inside.txt/x"),
+        tree.root().join("sub"),
+        tree.root().join(&too_long),
+        tree.root().join(format!("sub/{too_long}/x")),
+        tree.root().join("loop"),
+        // Not a name any file system accepts: the same error as an unconfined open, not a refusal.
+        tree.root().join("nul\0byte"),
+    ];
+    for follow in [true, false] {
+        let c = tree.confinement(follow);
+        for way in WAYS {
+            for path in &cases {
+                let unconfined = crate::MmapFile::new(path)
+                    .map(drop)
+                    .expect_err("no file to serve")
+                    .status_code();
+                let confined = status_of(read(&c, way, path).expect_err("no file to serve"));
+                assert_eq!(confined, unconfined, "{way:?} follow {follow} {path:?}");
+            }
+        }
+    }
+}

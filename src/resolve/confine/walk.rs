@@ -26,7 +26,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, OFlags};
 
-use super::{client_error, not_found};
+use super::{confine_error, refused};
 
 /// How many symbolic links one open may expand before it counts as a loop (Linux's `MAXSYMLINKS`).
 pub(super) const MAX_LINK_EXPANSIONS: u32 = 40;
@@ -34,9 +34,8 @@ pub(super) const MAX_LINK_EXPANSIONS: u32 = 40;
 /// Flags of a directory opened only to look names up in it: on Linux `O_PATH`, which needs no read
 /// permission (the kernel's own path walk needs none either).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) const SEARCH_FLAGS: OFlags = OFlags::PATH
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::CLOEXEC);
+pub(super) const SEARCH_FLAGS: OFlags =
+    OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 /// Flags of a directory opened only to look names up in it (needing read permission, lacking `O_PATH`).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(super) const SEARCH_FLAGS: OFlags = OFlags::RDONLY
@@ -51,8 +50,9 @@ pub(super) const SEARCH_FLAGS: OFlags = OFlags::RDONLY
 ///
 /// # Errors
 ///
-/// `NotFound` for anything missing, outside the root, a refused or looping link, or a component that is not a
-/// directory; `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged.
+/// As [`Confinement::open`](super::Confinement::open): the walk's own refusals (outside the root, a refused
+/// link, too many links, not a regular file) are [`refused`](super::refused), a directory `IsADirectory`, and
+/// system call errors pass through [`confine_error`](super::confine_error).
 pub(super) fn open_beneath(
     root: BorrowedFd<'_>,
     root_path: &Path,
@@ -69,7 +69,7 @@ pub(super) fn open_beneath(
         follow_symlinks,
     };
     if path.is_absolute() && !follow_symlinks {
-        return Err(not_found());
+        return Err(refused());
     }
     walk.splice(path)?;
     walk.run()
@@ -121,7 +121,7 @@ impl Walk<'_> {
             let name = match step {
                 Step::Parent => {
                     // Above the root is outside it.
-                    self.entered.pop().ok_or_else(not_found)?;
+                    self.entered.pop().ok_or_else(refused)?;
                     continue;
                 }
                 Step::Name(name) => name,
@@ -138,7 +138,7 @@ impl Walk<'_> {
                     }
                     Ok((FileType::Directory, _)) => return Err(io::ErrorKind::IsADirectory.into()),
                     // A FIFO, socket or device: never opened.
-                    Ok(_) => return Err(not_found()),
+                    Ok(_) => return Err(refused()),
                     Err(e) => Err(e),
                 }
             } else {
@@ -149,17 +149,27 @@ impl Walk<'_> {
                 Ok(Opened::Dir(dir)) => self.entered.push(dir),
                 Err(e) if sys::may_be_link(&e) => {
                     if !self.follow_symlinks {
-                        return Err(not_found());
+                        return Err(refused());
                     }
-                    // Not a link after all (a file used as a directory), or no longer one: missing.
-                    let target = sys::read_link(self.current(), &name).map_err(client_error)?;
+                    let target = match sys::read_link(self.current(), &name) {
+                        Ok(target) => target,
+                        // Not a link after all (a file used as a directory), or no longer one: the open's
+                        // error stands.
+                        Err(not_a_link)
+                            if rustix::io::Errno::from_io_error(&not_a_link)
+                                == Some(rustix::io::Errno::INVAL) =>
+                        {
+                            return Err(confine_error(e));
+                        }
+                        Err(other) => return Err(confine_error(other)),
+                    };
                     self.expansions += 1;
                     if self.expansions > MAX_LINK_EXPANSIONS {
-                        return Err(not_found());
+                        return Err(refused());
                     }
                     self.splice(Path::new(&target))?;
                 }
-                Err(e) => return Err(client_error(e)),
+                Err(e) => return Err(confine_error(e)),
             }
         }
         // The path ends at a directory (nothing below the root, or a last `..`): not a file to serve.
@@ -173,7 +183,7 @@ impl Walk<'_> {
             let root = self.canonical_root()?;
             // Lexical, whole components: `/srv/www2` is not beneath `/srv/www`; a `..` in the rest is resolved
             // by the walk and cannot climb above the root.
-            let rest = target.strip_prefix(root).map_err(|_| not_found())?;
+            let rest = target.strip_prefix(root).map_err(|_| refused())?;
             self.entered.clear();
             rest
         } else {
@@ -186,7 +196,7 @@ impl Walk<'_> {
                 Component::ParentDir => self.pending.push(Step::Parent),
                 Component::CurDir => {}
                 // Only the head of an absolute path, which `strip_prefix` removed.
-                Component::RootDir | Component::Prefix(_) => return Err(not_found()),
+                Component::RootDir | Component::Prefix(_) => return Err(refused()),
             }
         }
         self.pending[first_new..].reverse();
@@ -202,7 +212,7 @@ impl Walk<'_> {
         if self.canonical_root.is_none() {
             let path = sys::path_of(self.root)
                 .or_else(|_| std::fs::canonicalize(self.root_path))
-                .map_err(client_error)?;
+                .map_err(confine_error)?;
             self.canonical_root = Some(path);
         }
         Ok(self.canonical_root.as_deref().expect("set just above"))
