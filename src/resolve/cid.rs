@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
+use super::names::is_name_suffix;
 use super::{Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Longest CID string considered at all: bounds the work of validating one (a CIDv1 with a 64-byte digest
@@ -168,7 +169,7 @@ impl CidResolver {
                 Form::Bare => Resolution::NotFound,
             };
         }
-        if !is_safe_extension(&config.extension)
+        if !is_name_suffix(&config.extension)
             || cid.len() + config.extension.len() > MAX_FILE_NAME_LEN
         {
             return Resolution::NotFound;
@@ -204,12 +205,6 @@ impl Resolve for CidResolver {
     fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
         Resolving::Ready(self.resolve_path(head.uri.path()))
     }
-}
-
-/// Whether `ext` keeps `{cid}{ext}` a single file name in the store.
-fn is_safe_extension(ext: &str) -> bool {
-    !ext.chars()
-        .any(|c| matches!(c, '/' | '\\') || c.is_control())
 }
 
 /// Whether `s` is a CID safe to use as a file name: ASCII letters and digits only, of bounded length, and a

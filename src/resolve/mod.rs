@@ -49,6 +49,7 @@ use http::{HeaderValue, StatusCode};
 mod cid;
 mod confine;
 mod dir;
+mod names;
 
 pub use cid::CidResolver;
 pub(crate) use confine::Confinement;
