@@ -28,9 +28,9 @@ const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=29030400, immutable";
 /// that use other characters (base64's `+`, `/`, `=`); no CID is normalized to another encoding, so the
 /// store names files by the exact string clients request (usually `Qm…` for CIDv0, `bafy…` for CIDv1).
 ///
-/// With the `cid` feature (on by default), a CID is whatever the `cid` crate parses; without it, a
-/// syntactic check accepts CIDv0 (46 base58btc characters starting `Qm`) and CIDv1 in lowercase base32
-/// (`b` then `[a-z2-7]`, a valid unpadded length), and nothing else.
+/// A CID is whatever the `cid` crate parses (CIDv0, and CIDv1 in any multibase encoding whose characters are
+/// letters and digits), with every set of the crate's features: enabling a feature never changes which
+/// paths resolve.
 ///
 /// | path | valid CID | invalid CID |
 /// |---|---|---|
@@ -216,33 +216,9 @@ fn is_valid_cid(s: &str) -> bool {
         && parses_as_cid(s)
 }
 
-/// Whether the `cid` crate parses `s`.
-#[cfg(feature = "cid")]
+/// Whether the `cid` crate parses `s`: the one definition of a CID, whatever the crate's features.
 fn parses_as_cid(s: &str) -> bool {
     ::cid::Cid::try_from(s).is_ok()
-}
-
-/// Whether `s` looks like a CIDv0 (base58btc multihash) or a CIDv1 in lowercase base32 multibase.
-#[cfg(not(feature = "cid"))]
-fn parses_as_cid(s: &str) -> bool {
-    /// The shortest CIDv1: version, codec, hash code and digest length (one byte each) and an empty
-    /// digest, four bytes in seven base32 characters.
-    const MIN_V1_BASE32_LEN: usize = 7;
-    if s.len() == 46 && s.starts_with("Qm") {
-        // Base58btc: no `0`, `O`, `I` or `l`.
-        return s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() && !matches!(b, b'0' | b'O' | b'I' | b'l'));
-    }
-    match s.strip_prefix('b') {
-        Some(base32) => {
-            base32.len() >= MIN_V1_BASE32_LEN
-                // Unpadded base32 never leaves 1, 3 or 6 characters in the last 8-character group.
-                && !matches!(base32.len() % 8, 1 | 3 | 6)
-                && base32.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
-        }
-        None => false,
-    }
 }
 
 #[cfg(test)]
@@ -277,6 +253,25 @@ mod tests {
             }
             _ => panic!("{uri_path:?}: expected {expect:?}, got {got:?}"),
         }
+    }
+
+    /// CIDv1, dag-pb, SHA-256 of the empty string, in base58btc (`z`).
+    const V1_BASE58: &str = "zdj7Wkkhxcu2rsiN6GUyHCLsSLL47kdUNfjbFqBUUhMFTZKBi";
+
+    #[test]
+    fn the_same_paths_resolve_whatever_the_crates_features() {
+        // A syntactic fallback once built without the `cid` crate accepted the first two and refused the
+        // third; now there is one definition, the `cid` crate's, whatever the features.
+        let almost_v0 = format!("Qm{}", "A".repeat(44)); // the length and prefix of a CIDv0, not one
+        let resolver = CidResolver::new(STORE);
+        for invalid in ["baaaaaaa", almost_v0.as_str()] {
+            assert!(!is_valid_cid(invalid), "{invalid}");
+            check(&resolver, &format!("/ipfs/{invalid}"), &BadRequest);
+            check(&resolver, &format!("/{invalid}"), &NotFound);
+        }
+        assert!(is_valid_cid(V1_BASE58));
+        check(&resolver, &format!("/ipfs/{V1_BASE58}"), &File(V1_BASE58));
+        check(&resolver, &format!("/{V1_BASE58}"), &File(V1_BASE58));
     }
 
     #[test]
@@ -456,9 +451,8 @@ mod tests {
         assert_eq!(file.path, Path::new(STORE).join(V1));
     }
 
-    /// With the `cid` crate: CIDs computed from known digests, in every alphanumeric multibase encoding.
-    #[cfg(feature = "cid")]
-    mod with_cid_crate {
+    /// CIDs computed from known digests, in every alphanumeric multibase encoding.
+    mod computed {
         use super::*;
         use ::cid::Cid;
         use ::cid::multibase::Base;
