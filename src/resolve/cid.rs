@@ -1,13 +1,12 @@
 //! Serving a content-addressed store: files named by IPFS content identifiers (CIDs).
 
-use std::future::Ready;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
 use super::names::is_name_suffix;
-use super::{Resolution, Resolve, ResolvedFile, Resolving};
+use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Longest CID string considered at all: bounds the work of validating one (a CIDv1 with a 64-byte digest
 /// is about 150 characters in base32, under 800 even in base2).
@@ -196,13 +195,9 @@ impl CidResolver {
 }
 
 impl Resolve for CidResolver {
-    type Future = Ready<Resolution>;
+    type Future = NeverPending;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        std::future::ready(self.resolve_path(head.uri.path()))
-    }
-
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
         Resolving::Ready(self.resolve_path(head.uri.path()))
     }
 }
@@ -445,7 +440,7 @@ mod tests {
             .body(())
             .expect("valid request")
             .into_parts();
-        let Resolution::File(file) = resolver.resolve(&head).into_inner() else {
+        let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head) else {
             panic!("resolves");
         };
         assert_eq!(file.path, Path::new(STORE).join(V1));

@@ -1,13 +1,12 @@
 //! Serving a directory tree: URL path segments become path components beneath a root.
 
-use std::future::Ready;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::HeaderValue;
 
 use super::names::{decode_segment, is_plain_name};
-use super::{Resolution, Resolve, ResolvedFile, Resolving};
+use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Resolves URL paths to files beneath a root directory.
 ///
@@ -208,13 +207,9 @@ impl DirResolver {
 }
 
 impl Resolve for DirResolver {
-    type Future = Ready<Resolution>;
+    type Future = NeverPending;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        std::future::ready(self.resolve_path(head.uri.path()))
-    }
-
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
         Resolving::Ready(self.resolve_path(head.uri.path()))
     }
 }
@@ -590,7 +585,7 @@ mod tests {
             .body(())
             .expect("valid request")
             .into_parts();
-        let Resolution::File(file) = resolver.resolve(&head).into_inner() else {
+        let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head) else {
             panic!("resolves");
         };
         assert_eq!(file.path, Path::new("/srv/www/a/b.txt"));

@@ -138,7 +138,7 @@ impl<R: Resolve> Serving<R> {
         limits: Limits,
         check_host: bool,
     ) -> Start<R> {
-        let (state, parts) = match resolver.resolve_now(&parts) {
+        let (state, parts) = match resolver.resolve(&parts) {
             Resolving::Ready(resolution) => {
                 match proceed(resolution, parts, cache, limits, check_host) {
                     Step::Done(outcome) => return Start::Done(outcome),
