@@ -1,4 +1,5 @@
-//! Serving a content-addressed store: files named by IPFS content identifiers (CIDs).
+//! A content-addressed store: an IPFS content identifier (CID) in the URL path names `{store}/{cid}{ext}`,
+//! checked lexically; no file-system I/O (the store's confinement is checked when the service opens the file).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Serving a directory tree: URL path segments become path components beneath a root.
+//! A directory tree: URL path segments become path components beneath a root, lexically; no file-system I/O
+//! (symbolic links are the confinement's, checked when the service opens the file).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Keeping an opened file beneath a root directory, symbolic links included.
+//! Opening a file only if it lies beneath a root, symbolic links included: blocking I/O, never on the executor,
+//! and no HTTP answer (failures stay `io::Error`s for the service's one classification, `MmapError::from_io`).
 //!
 //! Resolvers check URL paths lexically and do no I/O; what the path means on disk (symbolic links, a root
 //! that is itself a link) is decided here, in blocking code the service runs inside

@@ -1,5 +1,5 @@
-//! `openat2(2)` with `RESOLVE_BENEATH`: resolution and open in one kernel call, through rustix; no
-//! interpretation of the answer.
+//! `openat2(2)` with `RESOLVE_BENEATH`, through rustix: resolution and open in one kernel call; what a failure
+//! means is the caller's, this only says whether the call is offered at all.
 
 use std::fs::File;
 use std::io;

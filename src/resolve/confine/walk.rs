@@ -1,5 +1,5 @@
 //! The fallback of [`Confinement::open`](super::Confinement::open): resolving beneath the root one name at a
-//! time, in user space, without a window for a swapped-in symbolic link.
+//! time, in user space; the kernel never follows a link for it and `..` is never looked up on disk.
 //!
 //! The walk holds a descriptor of every directory it has entered, starting with the root's, and looks up each
 //! name with `openat(2)` relative to the last of them, with `O_NOFOLLOW`: a name is never a path, so the
