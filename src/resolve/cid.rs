@@ -297,7 +297,7 @@ mod tests {
             "index.html",
             "..",
             "Qm..",
-            "mAVUSICwmtGto/8aP+ZtFPB0wQTQTQi1wZIO/oPmKXohiZueu", // base64: valid multibase, unsafe name
+            "mAVUSICwmtGto/8aP+ZtFPB0wQTQTQi1wZIO/oPmKXohiZueu", // base64: valid multibase, unfit for a file name
             &long,
             "bafy\u{0}",
             "ｂａｆｙ",
@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_extension_resolves_nothing() {
+    fn unusable_extension_resolves_nothing() {
         for ext in ["/../../etc/passwd", "/x", "\\x", ".a\0", ".a\n"] {
             let resolver = CidResolver::new(STORE).extension(ext);
             check(&resolver, &format!("/ipfs/{V0}"), &NotFound);
@@ -513,7 +513,7 @@ mod tests {
         }
 
         #[test]
-        fn valid_cids_in_unsafe_bases_are_refused() {
+        fn valid_cids_in_bases_unfit_for_file_names_are_refused() {
             let resolver = CidResolver::new(STORE);
             let v1 = Cid::new_v1(RAW, digest());
             let mut refused = 0;
