@@ -22,7 +22,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mmap_serve::{
-    CidResolver, MmapCache, MmapError, MmapFile, MmapServe, Resolution, Resolve, ResolvedFile,
+    CidResolver, MmapCache, MmapError, MmapFile, MmapServe, NeverPending, Resolution, Resolve,
+    ResolvedFile, Resolving,
 };
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -43,10 +44,10 @@ struct TensorNames {
 }
 
 impl Resolve for TensorNames {
-    type Future = std::future::Ready<Resolution>;
+    type Future = NeverPending;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        std::future::ready(match head.uri.path().strip_prefix("/tensor/") {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
+        Resolving::Ready(match head.uri.path().strip_prefix("/tensor/") {
             Some(name) if is_tensor_name(name) => Resolution::File(ResolvedFile::new(
                 self.storage.join(format!("{name}.tensor")),
             )),

@@ -1,12 +1,13 @@
-//! Serving a content-addressed store: files named by IPFS content identifiers (CIDs).
+//! A content-addressed store: an IPFS content identifier (CID) in the URL path names `{store}/{cid}{ext}`,
+//! checked lexically; no file-system I/O (the store's confinement is checked when the service opens the file).
 
-use std::future::Ready;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-use super::{Resolution, Resolve, ResolvedFile, Resolving};
+use super::names::is_name_suffix;
+use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Longest CID string considered at all: bounds the work of validating one (a CIDv1 with a 64-byte digest
 /// is about 150 characters in base32, under 800 even in base2).
@@ -27,9 +28,9 @@ const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=29030400, immutable";
 /// that use other characters (base64's `+`, `/`, `=`); no CID is normalized to another encoding, so the
 /// store names files by the exact string clients request (usually `Qm…` for CIDv0, `bafy…` for CIDv1).
 ///
-/// With the `cid` feature (on by default), a CID is whatever the `cid` crate parses; without it, a
-/// syntactic check accepts CIDv0 (46 base58btc characters starting `Qm`) and CIDv1 in lowercase base32
-/// (`b` then `[a-z2-7]`, a valid unpadded length), and nothing else.
+/// A CID is whatever the `cid` crate parses (CIDv0, and CIDv1 in any multibase encoding whose characters are
+/// letters and digits), with every set of the crate's features: enabling a feature never changes which
+/// paths resolve.
 ///
 /// | path | valid CID | invalid CID |
 /// |---|---|---|
@@ -168,7 +169,7 @@ impl CidResolver {
                 Form::Bare => Resolution::NotFound,
             };
         }
-        if !is_safe_extension(&config.extension)
+        if !is_name_suffix(&config.extension)
             || cid.len() + config.extension.len() > MAX_FILE_NAME_LEN
         {
             return Resolution::NotFound;
@@ -195,21 +196,11 @@ impl CidResolver {
 }
 
 impl Resolve for CidResolver {
-    type Future = Ready<Resolution>;
+    type Future = NeverPending;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        std::future::ready(self.resolve_path(head.uri.path()))
-    }
-
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
         Resolving::Ready(self.resolve_path(head.uri.path()))
     }
-}
-
-/// Whether `ext` keeps `{cid}{ext}` a single file name in the store.
-fn is_safe_extension(ext: &str) -> bool {
-    !ext.chars()
-        .any(|c| matches!(c, '/' | '\\') || c.is_control())
 }
 
 /// Whether `s` is a CID safe to use as a file name: ASCII letters and digits only, of bounded length, and a
@@ -221,33 +212,9 @@ fn is_valid_cid(s: &str) -> bool {
         && parses_as_cid(s)
 }
 
-/// Whether the `cid` crate parses `s`.
-#[cfg(feature = "cid")]
+/// Whether the `cid` crate parses `s`: the one definition of a CID, whatever the crate's features.
 fn parses_as_cid(s: &str) -> bool {
     ::cid::Cid::try_from(s).is_ok()
-}
-
-/// Whether `s` looks like a CIDv0 (base58btc multihash) or a CIDv1 in lowercase base32 multibase.
-#[cfg(not(feature = "cid"))]
-fn parses_as_cid(s: &str) -> bool {
-    /// The shortest CIDv1: version, codec, hash code and digest length (one byte each) and an empty
-    /// digest, four bytes in seven base32 characters.
-    const MIN_V1_BASE32_LEN: usize = 7;
-    if s.len() == 46 && s.starts_with("Qm") {
-        // Base58btc: no `0`, `O`, `I` or `l`.
-        return s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() && !matches!(b, b'0' | b'O' | b'I' | b'l'));
-    }
-    match s.strip_prefix('b') {
-        Some(base32) => {
-            base32.len() >= MIN_V1_BASE32_LEN
-                // Unpadded base32 never leaves 1, 3 or 6 characters in the last 8-character group.
-                && !matches!(base32.len() % 8, 1 | 3 | 6)
-                && base32.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'))
-        }
-        None => false,
-    }
 }
 
 #[cfg(test)]
@@ -284,6 +251,25 @@ mod tests {
         }
     }
 
+    /// CIDv1, dag-pb, SHA-256 of the empty string, in base58btc (`z`).
+    const V1_BASE58: &str = "zdj7Wkkhxcu2rsiN6GUyHCLsSLL47kdUNfjbFqBUUhMFTZKBi";
+
+    #[test]
+    fn the_same_paths_resolve_whatever_the_crates_features() {
+        // A syntactic fallback once built without the `cid` crate accepted the first two and refused the
+        // third; now there is one definition, the `cid` crate's, whatever the features.
+        let almost_v0 = format!("Qm{}", "A".repeat(44)); // the length and prefix of a CIDv0, not one
+        let resolver = CidResolver::new(STORE);
+        for invalid in ["baaaaaaa", almost_v0.as_str()] {
+            assert!(!is_valid_cid(invalid), "{invalid}");
+            check(&resolver, &format!("/ipfs/{invalid}"), &BadRequest);
+            check(&resolver, &format!("/{invalid}"), &NotFound);
+        }
+        assert!(is_valid_cid(V1_BASE58));
+        check(&resolver, &format!("/ipfs/{V1_BASE58}"), &File(V1_BASE58));
+        check(&resolver, &format!("/{V1_BASE58}"), &File(V1_BASE58));
+    }
+
     #[test]
     fn well_known_cids_are_valid() {
         for cid in [V0, V1, V1_RAW] {
@@ -311,7 +297,7 @@ mod tests {
             "index.html",
             "..",
             "Qm..",
-            "mAVUSICwmtGto/8aP+ZtFPB0wQTQTQi1wZIO/oPmKXohiZueu", // base64: valid multibase, unsafe name
+            "mAVUSICwmtGto/8aP+ZtFPB0wQTQTQi1wZIO/oPmKXohiZueu", // base64: valid multibase, unfit for a file name
             &long,
             "bafy\u{0}",
             "ｂａｆｙ",
@@ -396,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_extension_resolves_nothing() {
+    fn unusable_extension_resolves_nothing() {
         for ext in ["/../../etc/passwd", "/x", "\\x", ".a\0", ".a\n"] {
             let resolver = CidResolver::new(STORE).extension(ext);
             check(&resolver, &format!("/ipfs/{V0}"), &NotFound);
@@ -455,15 +441,14 @@ mod tests {
             .body(())
             .expect("valid request")
             .into_parts();
-        let Resolution::File(file) = resolver.resolve(&head).into_inner() else {
+        let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head) else {
             panic!("resolves");
         };
         assert_eq!(file.path, Path::new(STORE).join(V1));
     }
 
-    /// With the `cid` crate: CIDs computed from known digests, in every alphanumeric multibase encoding.
-    #[cfg(feature = "cid")]
-    mod with_cid_crate {
+    /// CIDs computed from known digests, in every alphanumeric multibase encoding.
+    mod computed {
         use super::*;
         use ::cid::Cid;
         use ::cid::multibase::Base;
@@ -528,7 +513,7 @@ mod tests {
         }
 
         #[test]
-        fn valid_cids_in_unsafe_bases_are_refused() {
+        fn valid_cids_in_bases_unfit_for_file_names_are_refused() {
             let resolver = CidResolver::new(STORE);
             let v1 = Cid::new_v1(RAW, digest());
             let mut refused = 0;

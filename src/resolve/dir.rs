@@ -1,14 +1,13 @@
-//! Serving a directory tree: URL path segments become path components beneath a root.
+//! A directory tree: URL path segments become path components beneath a root, lexically; no file-system I/O
+//! (symbolic links are the confinement's, checked when the service opens the file).
 
-use std::borrow::Cow;
-use std::future::Ready;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::HeaderValue;
-use percent_encoding::percent_decode_str;
 
-use super::{Rejection, Resolution, Resolve, ResolvedFile, Resolving};
+use super::names::{decode_segment, is_plain_name};
+use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 
 /// Resolves URL paths to files beneath a root directory.
 ///
@@ -75,13 +74,6 @@ struct DirConfig {
     cache_control: Option<HeaderValue>,
     follow_symlinks: bool,
 }
-
-const MALFORMED_ESCAPE: Rejection = Rejection::bad_request("malformed percent-encoding in path");
-const NOT_UTF8: Rejection = Rejection::bad_request("path is not valid UTF-8");
-const DOT_SEGMENT: Rejection = Rejection::bad_request("'.' or '..' segment in path");
-const SEPARATOR: Rejection = Rejection::bad_request("path separator inside a path segment");
-const CONTROL: Rejection = Rejection::bad_request("control character in path");
-const COLON: Rejection = Rejection::bad_request("':' in path");
 
 impl DirResolver {
     /// Serves the files beneath `root` (absolute, or relative to the working directory when a file is
@@ -216,13 +208,9 @@ impl DirResolver {
 }
 
 impl Resolve for DirResolver {
-    type Future = Ready<Resolution>;
+    type Future = NeverPending;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        std::future::ready(self.resolve_path(head.uri.path()))
-    }
-
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
         Resolving::Ready(self.resolve_path(head.uri.path()))
     }
 }
@@ -267,66 +255,6 @@ fn extension_of(path: &Path) -> Option<&std::ffi::OsStr> {
         .rposition(|&b| b == b'.')
         .filter(|&dot| dot > 0)?;
     Some(std::ffi::OsStr::from_bytes(name.get(dot + 1..)?))
-}
-
-/// Percent-decodes one raw URL path segment exactly once and checks that it is a safe file name.
-fn decode_segment(raw: &str) -> Result<Cow<'_, str>, Rejection> {
-    let segment = if raw.contains('%') {
-        if !escapes_are_well_formed(raw) {
-            return Err(MALFORMED_ESCAPE);
-        }
-        percent_decode_str(raw)
-            .decode_utf8()
-            .map_err(|_| NOT_UTF8)?
-    } else {
-        // Nothing to decode (the usual case): the segment is the raw text, already UTF-8.
-        Cow::Borrowed(raw)
-    };
-    if segment == "." || segment == ".." {
-        return Err(DOT_SEGMENT);
-    }
-    let refusal = |c: char| match c {
-        '/' | '\\' => Some(SEPARATOR),
-        ':' => Some(COLON),
-        c if c.is_control() => Some(CONTROL),
-        _ => None,
-    };
-    let refused = if segment.is_ascii() {
-        // Byte by byte: for ASCII the same test, without decoding characters.
-        segment.bytes().find_map(|b| refusal(char::from(b)))
-    } else {
-        segment.chars().find_map(refusal)
-    };
-    match refused {
-        Some(rejection) => Err(rejection),
-        None => Ok(segment),
-    }
-}
-
-/// Whether every `%` in `raw` starts a `%XX` escape with two hexadecimal digits (RFC 3986 §2.1).
-fn escapes_are_well_formed(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    let mut from = 0;
-    while let Some(offset) = bytes[from..].iter().position(|&b| b == b'%') {
-        let at = from + offset;
-        match bytes.get(at + 1..at + 3) {
-            Some([high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
-                from = at + 3
-            }
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// Whether `name` is usable as a single file name: what [`decode_segment`] accepts, hidden names included.
-fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | ':') || c.is_control())
 }
 
 #[cfg(test)]
@@ -658,7 +586,7 @@ mod tests {
             .body(())
             .expect("valid request")
             .into_parts();
-        let Resolution::File(file) = resolver.resolve(&head).into_inner() else {
+        let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head) else {
             panic!("resolves");
         };
         assert_eq!(file.path, Path::new("/srv/www/a/b.txt"));
@@ -694,16 +622,6 @@ mod tests {
             panic!("plain segments resolve");
         };
         assert_eq!(file.path.components().count(), 3 + 10_000);
-    }
-
-    #[test]
-    fn escape_check_table() {
-        for ok in ["", "a", "%41", "%2e%2E", "a%20b%7e", "%ff%FF"] {
-            assert!(escapes_are_well_formed(ok), "{ok}");
-        }
-        for bad in ["%", "%4", "%zz", "%%", "a%2", "%4g", "%\u{e9}9"] {
-            assert!(!escapes_are_well_formed(bad), "{bad}");
-        }
     }
 
     /// Pieces that, concatenated, make paths full of traps.

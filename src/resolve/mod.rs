@@ -1,123 +1,131 @@
-//! Resolvers: which local file does a request mean?
+//! Which local file a request means, never how to answer it: no HTTP decisions, and no blocking I/O on the
+//! executor (the one blocking step, opening a confined file, is [`Confinement::open`], which the service runs
+//! on a blocking thread).
 //!
-//! The service hands every request head to a [`Resolve`] implementation before it touches the disk. The
-//! resolver answers with a [`Resolution`]: a [`ResolvedFile`] to serve, [`Resolution::NotFound`], or a
-//! [`Rejection`] for a request that is malformed for this resolver.
-//!
-//! # Where the work happens
-//!
-//! `resolve` runs on the async executor for every request, so the built-in resolvers do no file-system I/O
-//! there: [`DirResolver`] and [`CidResolver`] only check the URL path lexically. A file that must stay beneath
-//! a root carries that root (see [`ResolvedFile::confined_to`]); the service opens such a file beneath its root,
-//! inside `tokio::task::spawn_blocking`, resolving every symbolic link on the way so that none leads outside.
-//!
-//! # Writing a resolver
-//!
-//! Any `Fn(&http::request::Parts) -> impl Future<Output = Resolution>` closure is a resolver. Its future must
-//! own what it needs, because it outlives the borrow of the request head:
-//!
-//! ```
-//! use mmap_serve::{Resolution, ResolvedFile, Resolve};
-//!
-//! // Serve `/weights/{name}` from one fixed file per name, everything else is not ours.
-//! let resolver = |head: &http::request::Parts| {
-//!     let name = head.uri.path().strip_prefix("/weights/").map(str::to_owned);
-//!     async move {
-//!         match name.as_deref() {
-//!             Some("small") => Resolution::file(ResolvedFile::new("/srv/weights/small.bin")),
-//!             _ => Resolution::NotFound,
-//!         }
-//!     }
-//! };
-//!
-//! let (head, ()) = http::Request::get("/weights/small").body(())?.into_parts();
-//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
-//! match rt.block_on(resolver.resolve(&head)) {
-//!     Resolution::File(file) => assert_eq!(file.path, std::path::Path::new("/srv/weights/small.bin")),
-//!     other => panic!("unexpected {other:?}"),
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The resolver guide is in the docs of the public [`Resolve`] trait, where `cargo doc` shows it.
 
-use std::borrow::Cow;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use http::{HeaderValue, StatusCode};
 
 mod cid;
 mod confine;
 mod dir;
+mod file;
+mod names;
+mod resolving;
 
 pub use cid::CidResolver;
 pub(crate) use confine::Confinement;
 pub use dir::DirResolver;
+pub use file::{Rejection, Resolution, ResolvedFile};
+pub use resolving::{NeverPending, Resolving, ResolvingFuture};
 
-/// Maps a request head to the local file it names.
+/// Maps a request head to the local file it names: the resolver of an [`MmapServe`](crate::MmapServe).
 ///
-/// Implemented by [`DirResolver`], [`CidResolver`], `Arc<R>` for any resolver `R`, and every closure
-/// `Fn(&http::request::Parts) -> impl Future<Output = Resolution>` whose future owns what it needs (annotate
-/// the argument type so the closure is general over the borrow).
+/// The service hands every request head to its resolver before it touches the disk. The resolver answers
+/// with a [`Resolution`]: a [`ResolvedFile`] to serve, [`Resolution::NotFound`], or a [`Rejection`] for a
+/// request that is malformed for this resolver. It says *which* file, never how to answer: ranges,
+/// preconditions, `HEAD` and caching are the service's.
 ///
-/// `resolve` runs on the async executor for every request: do no blocking I/O there. A file that must stay
-/// beneath a root carries it ([`ResolvedFile::confined_to`]); the service checks that at open time, on a
-/// blocking thread.
+/// Implemented by [`DirResolver`] (a directory tree), [`CidResolver`] (a content-addressed store),
+/// `Arc<R>` for any resolver `R`, and every closure `Fn(&http::request::Parts) -> impl Future<Output =
+/// Resolution>` whose future owns what it needs.
 ///
-/// # Examples
+/// # Where the work happens
+///
+/// `resolve` runs on the async executor for every request: do no blocking I/O there. The built-in resolvers
+/// do no file-system I/O at all: they check the URL path lexically. A file that must stay beneath a root
+/// carries that root ([`ResolvedFile::confined_to`]); the service opens such a file beneath its root inside
+/// `tokio::task::spawn_blocking`, resolving every symbolic link on the way so that none leads outside.
+///
+/// # Writing a resolver
+///
+/// A resolver that knows its answer without waiting returns [`Resolving::Ready`]: a cached file is then
+/// answered inside the service's `call`, with nothing moved into a future. Set `type Future` to
+/// [`NeverPending`], which has no values: the compiler then knows that `Resolving::Pending` never occurs.
 ///
 /// ```
-/// use mmap_serve::{DirResolver, Resolution, Resolve};
+/// use mmap_serve::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
+///
+/// /// `/weights/{name}` is `{dir}/{name}.bin` for a few known names; everything else is not ours.
+/// struct Weights {
+///     dir: std::path::PathBuf,
+/// }
+///
+/// impl Resolve for Weights {
+///     type Future = NeverPending;
+///
+///     fn resolve(&self, head: &http::request::Parts) -> Resolving<NeverPending> {
+///         Resolving::Ready(match head.uri.path().strip_prefix("/weights/") {
+///             Some(name @ ("small" | "large")) => {
+///                 Resolution::file(ResolvedFile::new(self.dir.join(format!("{name}.bin"))).immutable(true))
+///             }
+///             _ => Resolution::NotFound,
+///         })
+///     }
+/// }
+///
+/// let weights = Weights { dir: "/srv/weights".into() };
+/// let (head, ()) = http::Request::get("/weights/small").body(())?.into_parts();
+/// // With `NeverPending`, `Ready` is the only case: the pattern is irrefutable.
+/// let Resolving::Ready(resolution) = weights.resolve(&head);
+/// let Resolution::File(file) = resolution else { panic!("expected a file") };
+/// assert_eq!(file.path, std::path::Path::new("/srv/weights/small.bin"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A resolver that must wait (for a database, a remote index) returns [`Resolving::Pending`] with its
+/// future; any `Fn(&http::request::Parts) -> impl Future<Output = Resolution>` closure is such a resolver.
+/// The future must own what it needs, because it outlives the borrow of the request head; annotate the
+/// closure's argument type so that the closure is general over that borrow. Whatever the resolver,
+/// `resolver.resolve(&head).await` gives its answer ([`Resolving`] is [`IntoFuture`](std::future::IntoFuture)):
+///
+/// ```
+/// use mmap_serve::{Resolution, ResolvedFile, Resolve};
+///
+/// // Serve `/weights/{name}` from one fixed file per name, everything else is not ours.
+/// let resolver = |head: &http::request::Parts| {
+///     let name = head.uri.path().strip_prefix("/weights/").map(str::to_owned);
+///     async move {
+///         match name.as_deref() {
+///             Some("small") => Resolution::file(ResolvedFile::new("/srv/weights/small.bin")),
+///             _ => Resolution::NotFound,
+///         }
+///     }
+/// };
+///
+/// let (head, ()) = http::Request::get("/weights/small").body(())?.into_parts();
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// match rt.block_on(async { resolver.resolve(&head).await }) {
+///     Resolution::File(file) => assert_eq!(file.path, std::path::Path::new("/srv/weights/small.bin")),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The built-in resolvers decide at once:
+///
+/// ```
+/// use mmap_serve::{DirResolver, Resolution, Resolve, Resolving};
 ///
 /// let resolver = DirResolver::new("/srv/www");
 /// let (head, ()) = http::Request::get("/css/site.css").body(())?.into_parts();
-/// let Resolution::File(file) = resolver.resolve(&head).into_inner() else { panic!("expected a file") };
+/// let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head) else { panic!("expected a file") };
 /// assert_eq!(file.path, std::path::Path::new("/srv/www/css/site.css"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Resolve: Send + Sync + 'static {
-    /// What `resolve` returns.
+    /// The future of an answer that is not decided at once, in [`Resolving::Pending`].
     ///
-    /// The future must not borrow the request: it owns what it needs. Resolvers that decide at once use
-    /// [`std::future::Ready`].
+    /// It must not borrow the request: it owns what it needs. Resolvers that always decide at once use
+    /// [`NeverPending`].
     type Future: Future<Output = Resolution> + Send + 'static;
 
-    /// Decides which file, if any, the request `head` names.
+    /// Decides which file, if any, the request `head` names: at once ([`Resolving::Ready`]) or by a future
+    /// ([`Resolving::Pending`]).
     ///
     /// This runs on the async executor for every request: do no blocking I/O here.
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future;
-
-    /// Decides at once when no waiting is needed, or returns the future that will decide.
-    ///
-    /// The service calls this rather than [`resolve`](Resolve::resolve). A resolver that knows its answer
-    /// without waiting, as both built-in ones do, returns [`Resolving::Ready`]: a cached file is then answered
-    /// inside `call`, with nothing moved into a future. The default is
-    /// `Resolving::Pending(self.resolve(head))`; override it only with the same answer `resolve` gives.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mmap_serve::{DirResolver, Resolution, Resolve, Resolving};
-    ///
-    /// let (head, ()) = http::Request::get("/a.bin").body(())?.into_parts();
-    /// let Resolving::Ready(Resolution::File(file)) = DirResolver::new("/srv").resolve_now(&head) else {
-    ///     panic!("DirResolver decides at once");
-    /// };
-    /// assert_eq!(file.path, std::path::Path::new("/srv/a.bin"));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
-        Resolving::Pending(self.resolve(head))
-    }
-}
-
-/// What [`Resolve::resolve_now`] returns: the answer, or the future that gives it.
-#[derive(Debug)]
-pub enum Resolving<F> {
-    /// Decided without waiting.
-    Ready(Resolution),
-    /// To be awaited.
-    Pending(F),
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<Self::Future>;
 }
 
 impl<F, Fut> Resolve for F
@@ -127,289 +135,23 @@ where
 {
     type Future = Fut;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
-        self(head)
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<Fut> {
+        Resolving::Pending(self(head))
     }
 }
 
 impl<R: Resolve> Resolve for Arc<R> {
     type Future = R::Future;
 
-    fn resolve(&self, head: &http::request::Parts) -> Self::Future {
+    fn resolve(&self, head: &http::request::Parts) -> Resolving<R::Future> {
         R::resolve(self, head)
-    }
-
-    fn resolve_now(&self, head: &http::request::Parts) -> Resolving<Self::Future> {
-        R::resolve_now(self, head)
-    }
-}
-
-/// The answer of a [`Resolve`]r.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Resolution {
-    /// Serve this file.
-    File(ResolvedFile),
-    /// Nothing here: `MmapServe` answers 404 Not Found, the layer form passes the request to its inner
-    /// service.
-    NotFound,
-    /// The request is malformed for this resolver (an invalid CID, a `..` segment): answered with the
-    /// rejection's status and reason, by the layer form too.
-    Reject(Rejection),
-}
-
-impl Resolution {
-    /// Serve `file`; the same as `Resolution::File(file)`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mmap_serve::{Resolution, ResolvedFile};
-    ///
-    /// let r = Resolution::file(ResolvedFile::new("/srv/blob.bin"));
-    /// assert!(matches!(r, Resolution::File(_)));
-    /// ```
-    pub fn file(file: ResolvedFile) -> Self {
-        Self::File(file)
-    }
-
-    /// Reject the request with `status` and a short `reason`; see [`Rejection::new`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use http::StatusCode;
-    /// use mmap_serve::Resolution;
-    ///
-    /// let r = Resolution::reject(StatusCode::BAD_REQUEST, "invalid CID");
-    /// let Resolution::Reject(rejection) = r else { panic!("expected a rejection") };
-    /// assert_eq!(rejection.status(), StatusCode::BAD_REQUEST);
-    /// assert_eq!(rejection.reason(), "invalid CID");
-    /// ```
-    pub fn reject(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::Reject(Rejection::new(status, reason))
-    }
-}
-
-/// Why a resolver refused a request: a 4xx status and a short reason for the response body.
-#[derive(Debug, Clone)]
-pub struct Rejection {
-    status: StatusCode,
-    reason: Cow<'static, str>,
-}
-
-impl Rejection {
-    /// A rejection answered with `status` and `reason`.
-    ///
-    /// A rejection is the client's fault, so `status` must be a 4xx code; any other status is replaced by
-    /// 400 Bad Request (RFC 9110 §15.5.1) rather than let a resolver answer success or a server error
-    /// through this path.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use http::StatusCode;
-    /// use mmap_serve::Rejection;
-    ///
-    /// let gone = Rejection::new(StatusCode::GONE, "withdrawn");
-    /// assert_eq!(gone.status(), StatusCode::GONE);
-    /// // Not a client error: becomes 400.
-    /// assert_eq!(Rejection::new(StatusCode::OK, "oops").status(), StatusCode::BAD_REQUEST);
-    /// ```
-    pub fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
-        let status = if status.is_client_error() {
-            status
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        Self {
-            status,
-            reason: reason.into(),
-        }
-    }
-
-    /// A 400 Bad Request rejection with a static reason, usable in `const` items.
-    pub(crate) const fn bad_request(reason: &'static str) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            reason: Cow::Borrowed(reason),
-        }
-    }
-
-    /// The status code to answer with (always 4xx).
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The short, human-readable reason.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-/// A file to serve, with the response headers its resolver chose.
-///
-/// Built with [`ResolvedFile::new`] and builder setters. The setters are named after the setting; because a
-/// method name can't be both a setter and a getter, the getters of the three header settings carry a `get_`
-/// prefix (as `std::process::Command` does).
-///
-/// # Examples
-///
-/// ```
-/// use http::HeaderValue;
-/// use mmap_serve::ResolvedFile;
-///
-/// let file = ResolvedFile::new("/srv/models/llama.safetensors")
-///     .content_type(HeaderValue::from_static("application/octet-stream"))
-///     .cache_control(HeaderValue::from_static("public, max-age=3600"))
-///     .confined_to(std::path::Path::new("/srv/models"));
-/// assert_eq!(file.cache_control.as_ref().unwrap(), "public, max-age=3600");
-/// assert!(!file.immutable);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ResolvedFile {
-    /// The file to serve.
-    pub path: PathBuf,
-    /// The Content-Type to send; `None` sends `application/octet-stream`.
-    pub content_type: Option<HeaderValue>,
-    /// An ETag to send instead of the one derived from the file's identity (a CID, a content hash).
-    pub etag: Option<HeaderValue>,
-    /// A Cache-Control value to send with 200, 206 and 304 responses.
-    pub cache_control: Option<HeaderValue>,
-    /// Whether the content never changes: the cache then never revalidates the mapping.
-    pub immutable: bool,
-    follow_symlinks: bool,
-    confinement: Option<Confinement>,
-    redirect_if_directory: bool,
-}
-
-impl ResolvedFile {
-    /// A file at `path` (absolute, or relative to the process's working directory), with no headers chosen.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mmap_serve::ResolvedFile;
-    ///
-    /// let file = ResolvedFile::new("data/train.bin");
-    /// assert_eq!(file.path, std::path::Path::new("data/train.bin"));
-    /// assert!(file.content_type.as_ref().is_none());
-    /// ```
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            content_type: None,
-            etag: None,
-            cache_control: None,
-            immutable: false,
-            follow_symlinks: true,
-            confinement: None,
-            redirect_if_directory: false,
-        }
-    }
-
-    /// Sets the `Content-Type` of the response.
-    ///
-    /// Default: none, and the service falls back to `application/octet-stream`.
-    pub fn content_type(mut self, value: HeaderValue) -> Self {
-        self.content_type = Some(value);
-        self
-    }
-
-    /// Sets the entity tag, a complete `ETag` field value such as `"v1"` or `W/"v1"` (RFC 9110 §8.8.3).
-    ///
-    /// Default: none, and the service derives a strong ETag from the file's identity (device, inode,
-    /// length, modification time).
-    pub fn etag(mut self, value: HeaderValue) -> Self {
-        self.etag = Some(value);
-        self
-    }
-
-    /// Sets the `Cache-Control` of the response.
-    ///
-    /// Default: none (no `Cache-Control` field).
-    pub fn cache_control(mut self, value: HeaderValue) -> Self {
-        self.cache_control = Some(value);
-        self
-    }
-
-    /// When `path` turns out to be a directory, answers 301 Moved Permanently to the request's URL with a `/`
-    /// appended (`Location: ./name/`, relative, so that it stays right under a path prefix a router strips),
-    /// instead of 404: for resolvers that serve an index file for `name/`, as [`DirResolver`] does when it has
-    /// an [index file](DirResolver::index_file).
-    ///
-    /// Default: `false`.
-    pub fn redirect_if_directory(mut self, yes: bool) -> Self {
-        self.redirect_if_directory = yes;
-        self
-    }
-
-    pub(crate) fn redirects_directory(&self) -> bool {
-        self.redirect_if_directory
-    }
-
-    /// Declares that the file's content never changes, so a cached mapping of it is never revalidated.
-    ///
-    /// Use it for content-addressed files only: the bytes under `path` must never change while served.
-    ///
-    /// Default: `false` (the cache revalidates under its policy).
-    pub fn immutable(mut self, yes: bool) -> Self {
-        self.immutable = yes;
-        self
-    }
-
-    /// Requires that the file, once every symbolic link is followed, lies beneath `root`.
-    ///
-    /// The service enforces this when it opens the file, off the async executor; a target outside `root` is
-    /// answered 404 Not Found, exactly like a missing one. `root` may be relative or itself a symbolic link:
-    /// it is resolved again at each open.
-    ///
-    /// No check is separate from the open (it is one `openat2(2)` call on Linux 5.6 and later, otherwise a
-    /// walk that opens one component at a time relative to the directory it holds and never lets the kernel
-    /// follow a link): someone who can write beneath `root` and swaps a directory for a symbolic link while a
-    /// request is being served cannot lead it outside.
-    ///
-    /// Default: not confined (the path is opened as given).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::path::Path;
-    /// use mmap_serve::ResolvedFile;
-    ///
-    /// let file = ResolvedFile::new("/srv/www/index.html").confined_to(Path::new("/srv/www"));
-    /// # let _ = file;
-    /// ```
-    pub fn confined_to(mut self, root: impl Into<Arc<Path>>) -> Self {
-        self.confinement = Some(Confinement::new(root.into(), self.follow_symlinks));
-        self
-    }
-
-    /// Whether symbolic links between the confinement root and the file may be followed.
-    ///
-    /// With `false`, any symbolic link below the root (the root itself may be one) makes the file answer
-    /// 404 Not Found. Only meaningful for a file [confined](Self::confined_to) to a root; with `true`, the
-    /// targets of links must still lie beneath the root.
-    ///
-    /// Default: `true`.
-    pub fn follow_symlinks(mut self, yes: bool) -> Self {
-        self.follow_symlinks = yes;
-        if let Some(confinement) = &mut self.confinement {
-            confinement.follow_symlinks = yes;
-        }
-        self
-    }
-
-    /// The root the file must stay beneath, if it is confined; the service opens the file with
-    /// [`Confinement::open`].
-    pub(crate) fn confinement(&self) -> Option<&Confinement> {
-        self.confinement.as_ref()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn head(uri: &str) -> http::request::Parts {
         let (head, ()) = http::Request::get(uri)
@@ -436,115 +178,27 @@ mod tests {
             std::future::ready(Resolution::file(ResolvedFile::new(path)))
         };
         assert_resolver(&resolver);
-        let Resolution::File(file) = resolver.resolve(&head("/a/b")).into_inner() else {
+        let Resolution::File(file) = resolving::tests::now(resolver.resolve(&head("/a/b"))) else {
             panic!("closure resolves to a file");
         };
         assert_eq!(file.path, Path::new("/a/b"));
     }
 
     #[test]
+    fn a_closure_always_answers_by_its_future() {
+        let resolver = |_: &http::request::Parts| std::future::ready(Resolution::NotFound);
+        assert!(matches!(
+            resolver.resolve(&head("/")),
+            Resolving::Pending(_)
+        ));
+    }
+
+    #[test]
     fn arc_delegates_to_inner_resolver() {
         let resolver = Arc::new(DirResolver::new("/srv"));
-        let Resolution::File(file) = resolver.resolve(&head("/x.txt")).into_inner() else {
-            panic!("arc resolves like its inner resolver");
+        let Resolving::Ready(Resolution::File(file)) = resolver.resolve(&head("/x.txt")) else {
+            panic!("arc resolves like its inner resolver, at once");
         };
         assert_eq!(file.path, Path::new("/srv/x.txt"));
-    }
-
-    #[test]
-    fn rejection_keeps_client_error_status() {
-        for status in [
-            StatusCode::BAD_REQUEST,
-            StatusCode::FORBIDDEN,
-            StatusCode::NOT_FOUND,
-            StatusCode::GONE,
-            StatusCode::URI_TOO_LONG,
-            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-        ] {
-            assert_eq!(Rejection::new(status, "r").status(), status);
-        }
-    }
-
-    #[test]
-    fn rejection_with_non_client_error_status_becomes_bad_request() {
-        for status in [
-            StatusCode::CONTINUE,
-            StatusCode::OK,
-            StatusCode::MOVED_PERMANENTLY,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            StatusCode::SERVICE_UNAVAILABLE,
-        ] {
-            assert_eq!(
-                Rejection::new(status, "r").status(),
-                StatusCode::BAD_REQUEST
-            );
-        }
-    }
-
-    #[test]
-    fn rejection_reason_accepts_static_and_owned_strings() {
-        assert_eq!(
-            Rejection::new(StatusCode::BAD_REQUEST, "static").reason(),
-            "static"
-        );
-        assert_eq!(
-            Rejection::new(StatusCode::BAD_REQUEST, format!("owned {}", 1)).reason(),
-            "owned 1"
-        );
-        assert_eq!(Rejection::bad_request("const").reason(), "const");
-        assert_eq!(
-            Rejection::bad_request("const").status(),
-            StatusCode::BAD_REQUEST
-        );
-    }
-
-    #[test]
-    fn resolved_file_defaults() {
-        let file = ResolvedFile::new("/f");
-        assert_eq!(file.path, Path::new("/f"));
-        assert!(file.content_type.as_ref().is_none());
-        assert!(file.etag.as_ref().is_none());
-        assert!(file.cache_control.as_ref().is_none());
-        assert!(!file.immutable);
-        assert!(file.confinement().is_none());
-    }
-
-    #[test]
-    fn resolved_file_setters_are_read_back() {
-        let file = ResolvedFile::new("/r/f")
-            .content_type(HeaderValue::from_static("text/plain"))
-            .etag(HeaderValue::from_static("\"v1\""))
-            .cache_control(HeaderValue::from_static("no-cache"))
-            .immutable(true)
-            .confined_to(Path::new("/r"));
-        assert_eq!(
-            file.content_type.as_ref().map(|v| v.as_bytes()),
-            Some(&b"text/plain"[..])
-        );
-        assert_eq!(
-            file.etag.as_ref().map(|v| v.as_bytes()),
-            Some(&b"\"v1\""[..])
-        );
-        assert_eq!(
-            file.cache_control.as_ref().map(|v| v.as_bytes()),
-            Some(&b"no-cache"[..])
-        );
-        assert!(file.immutable);
-        let confinement = file.confinement().expect("confined");
-        assert_eq!(&*confinement.root, Path::new("/r"));
-        assert!(confinement.follow_symlinks);
-    }
-
-    #[test]
-    fn follow_symlinks_applies_whichever_order_it_is_set_in() {
-        let before = ResolvedFile::new("/r/f")
-            .follow_symlinks(false)
-            .confined_to(Path::new("/r"));
-        let after = ResolvedFile::new("/r/f")
-            .confined_to(Path::new("/r"))
-            .follow_symlinks(false);
-        for file in [before, after] {
-            assert!(!file.confinement().expect("confined").follow_symlinks);
-        }
     }
 }

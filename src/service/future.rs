@@ -142,7 +142,7 @@ impl<R: Resolve> Serving<R> {
         limits: Limits,
         refusal: Option<&'static str>,
     ) -> Start<R> {
-        let (state, head) = match resolver.resolve_now(&head) {
+        let (state, head) = match resolver.resolve(&head) {
             Resolving::Ready(resolution) => {
                 match proceed(resolution, head, cache, limits, refusal) {
                     Step::Done(outcome) => return Start::Done(outcome),

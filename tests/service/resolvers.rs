@@ -423,6 +423,35 @@ async fn cid_resolver_rejects_an_invalid_cid_with_400() {
     }
 }
 
+/// Which CIDs a store serves does not depend on the crate's features: files named like a CID but not one are
+/// never served (400 under `/ipfs/`, 404 bare), and a base58btc CIDv1 is (this runs with and without
+/// `--no-default-features`).
+#[tokio::test]
+async fn cid_answers_are_the_same_whatever_the_features() {
+    let fx = Fixture::new();
+    let almost_v0 = format!("Qm{}", "A".repeat(44));
+    let v1_base58 = "zdj7Wkkhxcu2rsiN6GUyHCLsSLL47kdUNfjbFqBUUhMFTZKBi";
+    for name in ["baaaaaaa", almost_v0.as_str(), v1_base58] {
+        fx.file(name, 100);
+    }
+    let serve = MmapServe::new(CidResolver::new(fx.root()));
+    for not_a_cid in ["baaaaaaa", almost_v0.as_str()] {
+        let uri = format!("/ipfs/{not_a_cid}");
+        let (status, _, body) = send(serve.clone(), get(&uri, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body.starts_with(b"invalid CID"), "{uri}");
+        let uri = format!("/{not_a_cid}");
+        let (status, _, _) = send(serve.clone(), get(&uri, &[])).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    for uri in [format!("/ipfs/{v1_base58}"), format!("/{v1_base58}")] {
+        let (status, headers, body) = send(serve.clone(), get(&uri, &[])).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(text(&headers, "etag"), format!("\"{v1_base58}\""), "{uri}");
+        assert!(body == pattern(0..100), "{uri}");
+    }
+}
+
 #[tokio::test]
 async fn a_closure_resolver_serves_what_it_names_with_its_headers() {
     let fx = Fixture::new();

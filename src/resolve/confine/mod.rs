@@ -1,4 +1,5 @@
-//! Keeping an opened file beneath a root directory, symbolic links included.
+//! Opening a file only if it lies beneath a root, symbolic links included: blocking I/O, never on the executor,
+//! and no HTTP answer (failures stay `io::Error`s for the service's one classification, `MmapError::from_io`).
 //!
 //! Resolvers check URL paths lexically and do no I/O; what the path means on disk (symbolic links, a root
 //! that is itself a link) is decided here, in blocking code the service runs inside
@@ -22,15 +23,20 @@
 //! Neither defends against a writer outside the root (one who can move the root's directories elsewhere while
 //! a request walks them); that is beyond what the root's owner hands out.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
 /// Flags every served file is opened with: read-only, and never blocking on a FIFO or becoming a terminal.
-const OPEN_FLAGS: i32 = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
 
 /// A root that a file must stay beneath once symbolic links are resolved.
 #[derive(Debug, Clone)]
@@ -96,13 +102,16 @@ impl Confinement {
     ///
     /// # Errors
     ///
-    /// - `io::ErrorKind::NotFound` when the target (or the root) is missing, lies outside the root, crosses a
-    ///   refused symbolic link, or cannot be resolved for any other reason (a component not a directory, a
-    ///   loop, a name too long). These all look the same, so that a client cannot learn anything about the
-    ///   file system outside the root.
-    /// - `io::ErrorKind::IsADirectory` for a directory, `NotFound` for a FIFO, socket or device.
-    /// - `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged, so that they can be answered
-    ///   with 403 and 503.
+    /// Every way the path can fail to name a file beneath the root looks like a missing file
+    /// (`io::ErrorKind::NotFound`), so that a client learns nothing about the file system outside the root:
+    /// the target or the root is missing, lies outside the root, crosses a refused symbolic link, expands too
+    /// many links, or cannot be resolved (a component not a directory, a name too long). A directory is
+    /// `io::ErrorKind::IsADirectory`, a FIFO, socket or device `NotFound`.
+    ///
+    /// Every other failure is the operating system's error, unchanged, as an unconfined open of the same file
+    /// would meet it (`EACCES`, `EMFILE`, `EAGAIN`, `EIO`, ...): the service's one classification,
+    /// `MmapError::from_io`, then answers a confined file exactly as an unconfined one (403, 503, 500). See
+    /// [`confine_error`].
     pub(crate) fn open(&self, path: &Path) -> io::Result<File> {
         let root = self.open_root()?;
         #[cfg(target_os = "linux")]
@@ -112,19 +121,25 @@ impl Confinement {
             };
             // Look first (an `O_PATH` descriptor opens nothing), then open only a regular file: the very inode
             // looked at, through /proc.
-            let looked = open(libc::O_PATH | libc::O_CLOEXEC).and_then(|located| {
+            let looked = open(OFlags::PATH | OFlags::CLOEXEC).and_then(|located| {
                 let metadata = located.metadata()?;
                 only_regular(&metadata.file_type())?;
                 reopen_or(Some(&located), || open(OPEN_FLAGS))
             });
             match looked {
                 Ok(file) => return Ok(file),
+                // `only_regular`'s verdict.
                 Err(e) if e.raw_os_error().is_none() => return Err(e),
                 Err(e) if openat2::is_unsupported(&e) => {}
-                // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the walk
-                // decides those.
-                Err(e) if self.follow_symlinks && e.raw_os_error() == Some(libc::EXDEV) => {}
-                Err(e) => return Err(client_error(e)),
+                Err(e) => match Errno::from_io_error(&e) {
+                    // RESOLVE_BENEATH refuses every absolute link, even one to a file inside the root: the
+                    // walk decides those.
+                    Some(Errno::XDEV) if self.follow_symlinks => {}
+                    // The kernel could not rule out that a `..` raced a rename (or, from the open, a lease is
+                    // held): the walk resolves `..` itself, and answers `EAGAIN` if it meets it too.
+                    Some(Errno::AGAIN) => {}
+                    _ => return Err(confine_error(e)),
+                },
             }
         }
         self.walk_from(root.as_fd(), path)
@@ -138,12 +153,8 @@ impl Confinement {
 
     /// The root directory, followed if it is a link, opened only to look names up in.
     fn open_root(&self) -> io::Result<OwnedFd> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(walk::SEARCH_FLAGS)
-            .open(&self.root)
-            .map(OwnedFd::from)
-            .map_err(client_error)
+        rustix::fs::open(&*self.root, walk::SEARCH_FLAGS, Mode::empty())
+            .map_err(|e| confine_error(e.into()))
     }
 
     /// Opens `path` beneath the directory `root` (this confinement's root, opened) by the [`walk`].
@@ -152,7 +163,7 @@ impl Confinement {
             Ok(below_root) => below_root,
             // Another spelling (through a link to the root, say): resolved like an absolute link's target.
             Err(_) if path.is_absolute() && self.follow_symlinks => path,
-            Err(_) => return Err(not_found()),
+            Err(_) => return Err(refused()),
         };
         walk::open_beneath(root, &self.root, below_root, self.follow_symlinks)
     }
@@ -175,13 +186,9 @@ fn reopen_or(
     if let Some(located) = located {
         use std::os::fd::AsRawFd;
         let proc_path = format!("/proc/self/fd/{}", located.as_raw_fd());
-        match OpenOptions::new()
-            .read(true)
-            .custom_flags(OPEN_FLAGS & !libc::O_RDONLY & !libc::O_CLOEXEC)
-            .open(proc_path)
-        {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            reopened => return reopened,
+        match rustix::fs::open(proc_path, OPEN_FLAGS, Mode::empty()) {
+            Err(Errno::NOENT) => {}
+            reopened => return Ok(File::from(reopened?)),
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -189,28 +196,36 @@ fn reopen_or(
     by_name()
 }
 
-/// `Ok` for a regular file; `IsADirectory` for a directory; `NotFound` for a FIFO, socket, device or link.
+/// `Ok` for a regular file; `IsADirectory` for a directory; [`refused`] for a FIFO, socket, device or link.
 fn only_regular(file_type: &std::fs::FileType) -> io::Result<()> {
     if file_type.is_file() {
         Ok(())
     } else if file_type.is_dir() {
         Err(io::ErrorKind::IsADirectory.into())
     } else {
-        Err(not_found())
+        Err(refused())
     }
 }
 
-/// What a failed open means to a client: `EACCES` and resource errors stay (answered 403 and 503); every other
-/// failure, escapes included, looks like a missing file.
-fn client_error(e: io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EACCES) => e,
-        _ => not_found(),
+/// A failed look-up or open as the confinement reports it.
+///
+/// Every way a path can fail to name a file beneath the root is [`refused`]: it leaves the root (`EXDEV`,
+/// from `RESOLVE_BENEATH`), crosses a refused link or too many (`ELOOP`), or names nothing (`ENOENT`,
+/// `ENOTDIR`, `ENAMETOOLONG`). Any other error is returned as it is: it is what an unconfined open would have
+/// met. `MmapError::from_io` answers all of these but `EXDEV` with 404 anyway, so no confined answer differs
+/// from an unconfined one except where the confinement refused (the tests sweep every errno).
+fn confine_error(e: io::Error) -> io::Error {
+    match Errno::from_io_error(&e) {
+        Some(Errno::XDEV | Errno::LOOP | Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => {
+            refused()
+        }
+        _ => e,
     }
 }
 
-/// The one error a client-facing failure turns into, whatever its cause.
-fn not_found() -> io::Error {
+/// What every refusal of the confinement turns into, whatever its cause: a missing file (404), exactly as
+/// if nothing were there.
+fn refused() -> io::Error {
     io::ErrorKind::NotFound.into()
 }
 

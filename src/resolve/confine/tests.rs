@@ -415,11 +415,7 @@ fn a_fifo_is_refused_without_ever_being_opened() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let tree = Tree::new();
     let fifo = tree.root().join("pipe");
-    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
-    // SAFETY: `name` is a valid NUL-terminated path that outlives the call; mkfifo only reads it.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::mkfifo(name.as_ptr(), 0o600) };
-    assert_eq!(rc, 0, "mkfifo: {}", io::Error::last_os_error());
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::RUSR | Mode::WUSR).expect("mkfifo");
     symlink("pipe", tree.root().join("to-pipe")).expect("symlink");
     let woke = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -449,10 +445,7 @@ fn a_fifo_is_refused_without_ever_being_opened() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!woke.load(Ordering::SeqCst), "the FIFO was opened");
     // Release the writer: open the read end ourselves.
-    let _reader = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
+    let _reader = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
         .expect("open the read end");
     writer.join().expect("writer").expect("writer opened");
     assert!(woke.load(Ordering::SeqCst));
@@ -472,6 +465,68 @@ fn a_directory_is_refused_as_a_directory() {
                     "{way:?} {}",
                     path.display()
                 );
+            }
+        }
+    }
+}
+
+/// The status the service answers for an open that failed with `e` (`MmapError::from_io`, as for every open).
+fn status_of(e: io::Error) -> http::StatusCode {
+    crate::MmapError::from_io(Path::new("/r/f"), e).status_code()
+}
+
+#[test]
+fn a_system_call_error_is_answered_as_for_an_unconfined_open_but_an_escape() {
+    use http::StatusCode;
+    // Every errno Linux defines (1..=133): the confined answer is the unconfined one, but for `EXDEV`, with
+    // which `RESOLVE_BENEATH` refuses a path leaving the root: that looks like a missing file.
+    for errno in 1..=133 {
+        let kernel = || io::Error::from_raw_os_error(errno);
+        let expected = if Errno::from_raw_os_error(errno) == Errno::XDEV {
+            StatusCode::NOT_FOUND
+        } else {
+            status_of(kernel())
+        };
+        assert_eq!(
+            status_of(confine_error(kernel())),
+            expected,
+            "errno {errno}"
+        );
+    }
+    // The case that used to differ: retry later (503), whether confined or not.
+    let eagain = io::Error::from_raw_os_error(Errno::AGAIN.raw_os_error());
+    assert_eq!(
+        status_of(confine_error(eagain)),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[test]
+fn a_failing_open_beneath_the_root_answers_as_an_unconfined_open_does() {
+    let tree = Tree::new();
+    symlink("loop", tree.root().join("loop")).expect("symlink");
+    let too_long = "n".repeat(256);
+    let cases = [
+        tree.root().join("missing"),
+        tree.root().join("missing/deeper"),
+        tree.root().join("inside.txt/x"),
+        tree.root().join("sub"),
+        tree.root().join(&too_long),
+        tree.root().join(format!("sub/{too_long}/x")),
+        tree.root().join("loop"),
+        // Not a name any file system accepts: the same error as an unconfined open, not a refusal.
+        tree.root().join("nul\0byte"),
+    ];
+    for follow in [true, false] {
+        let c = tree.confinement(follow);
+        for way in WAYS {
+            for path in &cases {
+                let unconfined = crate::MmapFile::new(path)
+                    .map(drop)
+                    .expect_err("no file to serve")
+                    .status_code();
+                let confined = status_of(read(&c, way, path).expect_err("no file to serve"));
+                assert_eq!(confined, unconfined, "{way:?} follow {follow} {path:?}");
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The fallback of [`Confinement::open`](super::Confinement::open): resolving beneath the root one name at a
-//! time, in user space, without a window for a swapped-in symbolic link.
+//! time, in user space; the kernel never follows a link for it and `..` is never looked up on disk.
 //!
 //! The walk holds a descriptor of every directory it has entered, starting with the root's, and looks up each
 //! name with `openat(2)` relative to the last of them, with `O_NOFOLLOW`: a name is never a path, so the
@@ -18,14 +18,15 @@
 //! any component with a link at any moment changes nothing: the link is either seen and resolved by these
 //! rules, or the lookup fails (the path then answers as missing).
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{client_error, not_found};
+use rustix::fs::{FileType, OFlags};
+
+use super::{confine_error, refused};
 
 /// How many symbolic links one open may expand before it counts as a loop (Linux's `MAXSYMLINKS`).
 pub(super) const MAX_LINK_EXPANSIONS: u32 = 40;
@@ -33,10 +34,13 @@ pub(super) const MAX_LINK_EXPANSIONS: u32 = 40;
 /// Flags of a directory opened only to look names up in it: on Linux `O_PATH`, which needs no read
 /// permission (the kernel's own path walk needs none either).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) const SEARCH_FLAGS: i32 = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+pub(super) const SEARCH_FLAGS: OFlags =
+    OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 /// Flags of a directory opened only to look names up in it (needing read permission, lacking `O_PATH`).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) const SEARCH_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+pub(super) const SEARCH_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
 
 /// Opens `path` beneath the directory `root`, one component at a time.
 ///
@@ -46,8 +50,9 @@ pub(super) const SEARCH_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::
 ///
 /// # Errors
 ///
-/// `NotFound` for anything missing, outside the root, a refused or looping link, or a component that is not a
-/// directory; `EACCES` and resource errors (`EMFILE`, `ENFILE`, `ENOMEM`) unchanged.
+/// As [`Confinement::open`](super::Confinement::open): the walk's own refusals (outside the root, a refused
+/// link, too many links, not a regular file) are [`refused`](super::refused), a directory `IsADirectory`, and
+/// system call errors pass through [`confine_error`](super::confine_error).
 pub(super) fn open_beneath(
     root: BorrowedFd<'_>,
     root_path: &Path,
@@ -64,7 +69,7 @@ pub(super) fn open_beneath(
         follow_symlinks,
     };
     if path.is_absolute() && !follow_symlinks {
-        return Err(not_found());
+        return Err(refused());
     }
     walk.splice(path)?;
     walk.run()
@@ -116,24 +121,24 @@ impl Walk<'_> {
             let name = match step {
                 Step::Parent => {
                     // Above the root is outside it.
-                    self.entered.pop().ok_or_else(not_found)?;
+                    self.entered.pop().ok_or_else(refused)?;
                     continue;
                 }
-                Step::Name(name) => CString::new(name.into_vec()).map_err(|_| not_found())?,
+                Step::Name(name) => name,
             };
             let is_last = self.pending.is_empty();
             let opened = if is_last {
                 // Look before opening: only a regular file is opened (the inode looked at, where /proc
                 // allows); a link is expanded below.
                 match sys::look(self.current(), &name) {
-                    Ok((libc::S_IFLNK, _)) => Err(io::Error::from_raw_os_error(libc::ELOOP)),
-                    Ok((libc::S_IFREG, located)) => {
+                    Ok((FileType::Symlink, _)) => Err(rustix::io::Errno::LOOP.into()),
+                    Ok((FileType::RegularFile, located)) => {
                         super::reopen_or(located.as_ref(), || sys::open_file(self.current(), &name))
                             .map(Opened::File)
                     }
-                    Ok((libc::S_IFDIR, _)) => return Err(io::ErrorKind::IsADirectory.into()),
+                    Ok((FileType::Directory, _)) => return Err(io::ErrorKind::IsADirectory.into()),
                     // A FIFO, socket or device: never opened.
-                    Ok(_) => return Err(not_found()),
+                    Ok(_) => return Err(refused()),
                     Err(e) => Err(e),
                 }
             } else {
@@ -144,17 +149,27 @@ impl Walk<'_> {
                 Ok(Opened::Dir(dir)) => self.entered.push(dir),
                 Err(e) if sys::may_be_link(&e) => {
                     if !self.follow_symlinks {
-                        return Err(not_found());
+                        return Err(refused());
                     }
-                    // Not a link after all (a file used as a directory), or no longer one: missing.
-                    let target = sys::read_link(self.current(), &name).map_err(client_error)?;
+                    let target = match sys::read_link(self.current(), &name) {
+                        Ok(target) => target,
+                        // Not a link after all (a file used as a directory), or no longer one: the open's
+                        // error stands.
+                        Err(not_a_link)
+                            if rustix::io::Errno::from_io_error(&not_a_link)
+                                == Some(rustix::io::Errno::INVAL) =>
+                        {
+                            return Err(confine_error(e));
+                        }
+                        Err(other) => return Err(confine_error(other)),
+                    };
                     self.expansions += 1;
                     if self.expansions > MAX_LINK_EXPANSIONS {
-                        return Err(not_found());
+                        return Err(refused());
                     }
                     self.splice(Path::new(&target))?;
                 }
-                Err(e) => return Err(client_error(e)),
+                Err(e) => return Err(confine_error(e)),
             }
         }
         // The path ends at a directory (nothing below the root, or a last `..`): not a file to serve.
@@ -168,7 +183,7 @@ impl Walk<'_> {
             let root = self.canonical_root()?;
             // Lexical, whole components: `/srv/www2` is not beneath `/srv/www`; a `..` in the rest is resolved
             // by the walk and cannot climb above the root.
-            let rest = target.strip_prefix(root).map_err(|_| not_found())?;
+            let rest = target.strip_prefix(root).map_err(|_| refused())?;
             self.entered.clear();
             rest
         } else {
@@ -181,7 +196,7 @@ impl Walk<'_> {
                 Component::ParentDir => self.pending.push(Step::Parent),
                 Component::CurDir => {}
                 // Only the head of an absolute path, which `strip_prefix` removed.
-                Component::RootDir | Component::Prefix(_) => return Err(not_found()),
+                Component::RootDir | Component::Prefix(_) => return Err(refused()),
             }
         }
         self.pending[first_new..].reverse();
@@ -197,132 +212,85 @@ impl Walk<'_> {
         if self.canonical_root.is_none() {
             let path = sys::path_of(self.root)
                 .or_else(|_| std::fs::canonicalize(self.root_path))
-                .map_err(client_error)?;
+                .map_err(confine_error)?;
             self.canonical_root = Some(path);
         }
         Ok(self.canonical_root.as_deref().expect("set just above"))
     }
 }
 
-/// `openat(2)` and `readlinkat(2)`, which std does not wrap.
-#[allow(
-    unsafe_code,
-    reason = "openat and readlinkat have no wrapper in std; they are called through libc"
-)]
+/// `openat(2)`, `readlinkat(2)` and `fstatat(2)` through rustix, which std does not offer relative to a
+/// directory descriptor.
 mod sys {
-    use std::ffi::{CStr, OsString};
+    use std::ffi::{OsStr, OsString};
     use std::fs::File;
     use std::io;
-    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+    use std::os::fd::{BorrowedFd, OwnedFd};
     use std::os::unix::ffi::OsStringExt;
     use std::path::PathBuf;
+
+    use rustix::fs::{FileType, Mode, OFlags};
+    use rustix::io::Errno;
 
     use super::super::OPEN_FLAGS;
     use super::SEARCH_FLAGS;
 
     /// Opens the directory `name` in `dir`; a link (even to a directory) fails with `ENOTDIR`.
-    pub(super) fn open_dir(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
-        let fd = openat(dir, name, SEARCH_FLAGS | libc::O_NOFOLLOW)?;
-        // SAFETY: `openat` just returned `fd` as a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    pub(super) fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            dir,
+            name,
+            SEARCH_FLAGS | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?)
     }
 
     /// Opens `name` in `dir` to be served; a link fails (`ELOOP` on Linux and macOS, `EMLINK` on FreeBSD).
-    pub(super) fn open_file(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
-        let fd = openat(dir, name, OPEN_FLAGS | libc::O_NOFOLLOW)?;
-        // SAFETY: `openat` just returned `fd` as a new descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
+    pub(super) fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+        let fd = rustix::fs::openat(dir, name, OPEN_FLAGS | OFlags::NOFOLLOW, Mode::empty())?;
+        Ok(File::from(fd))
     }
 
-    /// The file type bits (`S_IFMT`) of `name` in `dir`, a link's own rather than its target's, looked at
-    /// without opening anything, and on Linux the `O_PATH` descriptor they were read from (for reopening
-    /// that very inode); elsewhere `fstatat(AT_SYMLINK_NOFOLLOW)`.
-    pub(super) fn look(
-        dir: BorrowedFd<'_>,
-        name: &CStr,
-    ) -> io::Result<(libc::mode_t, Option<File>)> {
+    /// The type of `name` in `dir`, a link's own rather than its target's, looked at without opening
+    /// anything, and on Linux the `O_PATH` descriptor it was read from (for reopening that very inode);
+    /// elsewhere `fstatat(AT_SYMLINK_NOFOLLOW)`.
+    pub(super) fn look(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(FileType, Option<File>)> {
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::fs::MetadataExt;
-            let fd = openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
-            // SAFETY: `openat` just returned `fd` as a new descriptor that nothing else owns.
-            let located = unsafe { File::from_raw_fd(fd) };
-            let mode = located.metadata()?.mode() & libc::S_IFMT;
-            Ok((mode, Some(located)))
+            let located = File::from(rustix::fs::openat(
+                dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
+            let stat = rustix::fs::fstat(&located)?;
+            Ok((FileType::from_raw_mode(stat.st_mode), Some(located)))
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-            // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both outliving the
-            // call; `stat` is a writable `struct stat` the kernel fills in when it returns 0.
-            let rc = unsafe {
-                libc::fstatat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    stat.as_mut_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fstatat` returned 0, so it initialized `stat`.
-            Ok((unsafe { stat.assume_init() }.st_mode & libc::S_IFMT, None))
+            let stat = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+            Ok((FileType::from_raw_mode(stat.st_mode as _), None))
         }
     }
 
     /// Whether an open with `O_NOFOLLOW` may have failed because the name is a link.
     pub(super) fn may_be_link(e: &io::Error) -> bool {
         matches!(
-            e.raw_os_error(),
-            Some(libc::ENOTDIR | libc::ELOOP | libc::EMLINK)
+            Errno::from_io_error(e),
+            Some(Errno::NOTDIR | Errno::LOOP | Errno::MLINK)
         )
     }
 
-    fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<i32> {
-        // SAFETY: `dir` is an open descriptor borrowed for the call and `name` a NUL-terminated string that
-        // outlives it; no mode is passed because `flags` never contains `O_CREAT` or `O_TMPFILE`.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(fd)
-        }
-    }
-
     /// The target of the link `name` in `dir` (`EINVAL` if it is not a link).
-    pub(super) fn read_link(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OsString> {
-        let mut buf = Vec::<u8>::with_capacity(256);
-        loop {
-            // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both outliving the call;
-            // the kernel writes at most `buf.capacity()` bytes to `buf`'s allocation, which `buf` owns.
-            let n = unsafe {
-                libc::readlinkat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.capacity(),
-                )
-            };
-            let Ok(n) = usize::try_from(n) else {
-                return Err(io::Error::last_os_error());
-            };
-            if n < buf.capacity() {
-                // SAFETY: the kernel initialized the first `n` bytes, and `n` is within the capacity.
-                unsafe { buf.set_len(n) };
-                return Ok(OsString::from_vec(buf));
-            }
-            // Possibly truncated: retry with more room (targets are at most `PATH_MAX` on Linux).
-            if buf.capacity() >= 1 << 16 {
-                return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-            }
-            buf.reserve(buf.capacity() * 2);
-        }
+    pub(super) fn read_link(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OsString> {
+        let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+        Ok(OsString::from_vec(target.into_bytes()))
     }
 
     /// The path of the directory `dir` refers to, as the kernel records it.
     #[cfg(target_os = "linux")]
     pub(super) fn path_of(dir: BorrowedFd<'_>) -> io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
         let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
         if path.is_absolute() {
             Ok(path)
