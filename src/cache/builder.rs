@@ -1,12 +1,7 @@
-//! [`MmapCacheBuilder`]: the settings of an [`MmapCache`]; it builds the store and nothing else.
+//! [`MmapCacheBuilder`]: the settings of an [`MmapCache`](crate::MmapCache), gathered; building the cache
+//! from them is the cache's own business.
 
-use std::sync::Arc;
-
-use quick_cache::sync::Cache;
-use quick_cache::{DefaultHashBuilder, OptionsBuilder};
-
-use super::store::{Counters, Evictions, Weigh};
-use super::{MmapCache, Revalidate};
+use super::revalidate::Revalidate;
 use crate::mmap::config::MmapConfig;
 use crate::mmap::file::DEFAULT_SMALL_FILE_THRESHOLD;
 
@@ -32,7 +27,8 @@ impl Default for Settings {
     }
 }
 
-/// Settings for an [`MmapCache`]; made by [`MmapCache::builder`].
+/// Settings for an [`MmapCache`](crate::MmapCache); made by
+/// [`MmapCache::builder`](crate::MmapCache::builder).
 ///
 /// # Examples
 ///
@@ -51,7 +47,7 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct MmapCacheBuilder {
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl MmapCacheBuilder {
@@ -84,45 +80,4 @@ impl MmapCacheBuilder {
         self.settings.revalidation = revalidation;
         self
     }
-
-    /// Builds the cache.
-    pub fn build(self) -> MmapCache {
-        // Mapped files are protected against truncation from the first one on (see `sigbus_protection_active`).
-        #[cfg(target_os = "linux")]
-        crate::mmap::guard::install();
-        let s = self.settings;
-        let counters = Arc::new(Counters::default());
-        let files = s.max_files.max(1);
-        let (weigh, capacity, shards) = match s.max_bytes {
-            // One shard: quick_cache splits capacity between shards, and a large file must fit in one.
-            Some(bytes) => (
-                Weigh {
-                    floor: Some((bytes / files as u64).max(1)),
-                },
-                bytes,
-                1,
-            ),
-            None => (Weigh { floor: None }, s.max_files as u64, default_shards()),
-        };
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(files)
-            .weight_capacity(capacity)
-            .shards(shards)
-            .build()
-            .expect("both required options are set");
-        MmapCache {
-            files: Cache::with_options(
-                options,
-                weigh,
-                DefaultHashBuilder::default(),
-                Evictions(Arc::clone(&counters)),
-            ),
-            settings: s,
-            counters,
-        }
-    }
-}
-
-fn default_shards() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use quick_cache::DefaultHashBuilder;
+use quick_cache::{DefaultHashBuilder, OptionsBuilder};
 use quick_cache::sync::{Cache, GuardResult};
 
 mod builder;
@@ -396,6 +396,49 @@ impl Default for MmapCache {
     fn default() -> Self {
         Self::builder().build()
     }
+}
+
+impl MmapCacheBuilder {
+    /// Builds the cache.
+    pub fn build(self) -> MmapCache {
+        // Mapped files are protected against truncation from the first one on (see `sigbus_protection_active`).
+        #[cfg(target_os = "linux")]
+        crate::mmap::guard::install();
+        let s = self.settings;
+        let counters = Arc::new(Counters::default());
+        let files = s.max_files.max(1);
+        let (weigh, capacity, shards) = match s.max_bytes {
+            // One shard: quick_cache splits capacity between shards, and a large file must fit in one.
+            Some(bytes) => (
+                Weigh {
+                    floor: Some((bytes / files as u64).max(1)),
+                },
+                bytes,
+                1,
+            ),
+            None => (Weigh { floor: None }, s.max_files as u64, default_shards()),
+        };
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(files)
+            .weight_capacity(capacity)
+            .shards(shards)
+            .build()
+            .expect("both required options are set");
+        MmapCache {
+            files: Cache::with_options(
+                options,
+                weigh,
+                DefaultHashBuilder::default(),
+                Evictions(Arc::clone(&counters)),
+            ),
+            settings: s,
+            counters,
+        }
+    }
+}
+
+fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
 
 /// Whether the cache keeps `file`: not one read on demand, which holds a descriptor (a cache of thousands of

@@ -60,6 +60,13 @@ impl<R> MmapServeLayer<R> {
     }
 }
 
+impl<R> MmapServe<R> {
+    /// This service as a layer in front of another: see [`MmapServeLayer`].
+    pub fn into_layer(self) -> MmapServeLayer<R> {
+        MmapServeLayer::new(self)
+    }
+}
+
 impl<R> Clone for MmapServeLayer<R> {
     fn clone(&self) -> Self {
         Self {

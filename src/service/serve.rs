@@ -10,7 +10,6 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{MmapServeFuture, Serving, Start};
-use super::layer::MmapServeLayer;
 use super::respond::{Limits, Reply, render};
 use crate::body::{DEFAULT_CHUNK_SIZE, MmapBody};
 use crate::http::target;
@@ -152,11 +151,6 @@ impl<R: Resolve> MmapServe<R> {
     /// The resolver.
     pub fn resolver(&self) -> &R {
         &self.resolver
-    }
-
-    /// This service as a layer in front of another: see [`MmapServeLayer`].
-    pub fn into_layer(self) -> MmapServeLayer<R> {
-        MmapServeLayer::new(self)
     }
 
     /// Why `head` is refused with 400 before any file is looked for: a malformed target or Host field, or
