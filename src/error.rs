@@ -1,4 +1,5 @@
-//! [`MmapError`]: everything that can go wrong between a path and its bytes, and the HTTP status of each case.
+//! [`MmapError`]: everything that can go wrong between a path and its bytes, and the HTTP status of each case;
+//! no I/O and no response building (the service renders errors).
 
 use std::fmt;
 use std::io;

@@ -42,16 +42,42 @@
 //!   only shortens the read. Mappings made before protection was lost are replaced at their next
 //!   revalidation. Immutable files (a resolver's [`ResolvedFile::immutable`], or a cache that never
 //!   revalidates) are still mapped: they are never truncated.
-//! - **No response completes with wrong bytes.** A body checks the poison flag before every frame, and holds
-//!   its last 4 KiB back until it has re-checked (one `fstat`) that the file is still the one it mapped: same
-//!   inode, length and modification time. On any mismatch the body ends with an error, the server aborts the
-//!   connection, and the client sees fewer bytes than `Content-Length` — a failed download, never a corrupt
-//!   complete one. Poisoned and changed mappings leave the cache; the next request maps the file afresh.
+//! - **A changed file ends the response early.** A body checks the poison flag before every frame, and a body
+//!   longer than one frame holds its last 4 KiB back until it has re-checked (one `stat` of the path) that the
+//!   file is still the one it mapped: same inode, length and modification time. (Bodies of one frame rely on
+//!   the poison flag and the cache's revalidation; a file read with `pread` is re-checked whatever its length.)
+//!   On a mismatch the body ends with an error, the server aborts the connection, and the client sees fewer
+//!   bytes than `Content-Length`: a failed download rather than a corrupt complete one. Poisoned and changed
+//!   mappings leave the cache; the next request maps the file afresh.
 //! - **Replacing a file by rename is the supported deploy.** Responses in flight finish from the old inode; new
 //!   requests see the new file (and its new ETag) within the cache's revalidation interval.
 //!
-//! The mapping itself is the one `unsafe` block of the crate's serving path (see its SAFETY comment); the
-//! signal handler lives in its own module with its own invariants.
+//! `unsafe` lives only under `src/mmap/`: the mapping and its registration with the guard (`mmap/map.rs`,
+//! each block with its own SAFETY comment) and the signal handler (`mmap/guard/`), with its own invariants.
+//! Everything else, the confinement's `openat2` and `readlinkat` included, goes through safe wrappers.
+//!
+//! # How a request flows
+//!
+//! The source tree is the path of a request, and no module reaches back up it:
+//!
+//! 1. `service/` — [`MmapServe`] (or the layer, [`MmapServeLayer`]) checks the target and Host field and asks
+//!    the [resolver](Resolve) which file the request means;
+//! 2. `resolve/` — [`DirResolver`], [`CidResolver`] or yours names a [`ResolvedFile`], lexically, without I/O;
+//! 3. `cache/` — [`MmapCache`] hands over the mapping and its validators: at once when it is cached and
+//!    fresh, otherwise after an open (confined beneath the resolver's root when it has one) on a blocking
+//!    thread;
+//! 4. `http/` — pure RFC 9110 decisions: preconditions (§13.2.2), then ranges (§14), as plain data;
+//! 5. `service/respond` renders that decision into a `Response` whose body is an [`MmapBody`];
+//! 6. `body/` — the body yields zero-copy slices of the mapping and does every I/O a body needs (`pread`
+//!    frames, the final re-check of the file).
+//!
+//! # Features
+//!
+//! - `axum` (default): `IntoResponse` for [`MmapError`], so axum handlers can return
+//!   `Result<Response, MmapError>`.
+//! - `fuzzing`: not API; exposes the header logic to the fuzz targets in `fuzz/`.
+//!
+//! No feature changes how a request is answered: CID validation, for one, always uses the `cid` crate.
 //!
 //! # Platform and MSRV
 //!

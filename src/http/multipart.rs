@@ -1,4 +1,5 @@
-//! `multipart/byteranges` framing for a 206 answering several ranges (RFC 9110 §14.6).
+//! `multipart/byteranges` framing for a 206 answering several ranges (RFC 9110 §14.6): pure layout, no I/O,
+//! no `Response`.
 //!
 //! The body is planned up front: every framing byte (delimiters and part headers) lives in one buffer, and
 //! the data of each part is a range of the representation, so the body can be streamed as zero-copy

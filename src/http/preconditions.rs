@@ -1,4 +1,4 @@
-//! Conditional requests (RFC 9110 §13): decide between proceeding, 304 and 412.
+//! Conditional requests (RFC 9110 §13): decide between proceeding, 304 and 412; no I/O, no `Response`.
 //!
 //! Everything here is pure but for one read of the clock (whether an If-Range date is a strong
 //! validator yet): the request's method and header fields plus the validators of the selected

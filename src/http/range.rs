@@ -1,5 +1,5 @@
 //! Range request planning (RFC 9110 §14): from a raw `Range` field value and a representation length to
-//! what the response must be (200, 206 single part, 206 multipart/byteranges or 416).
+//! what the response must be (200, 206 single part, 206 multipart/byteranges or 416); pure, no `Response`.
 //!
 //! Everything here is pure and allocation-bounded: the header is scanned in place, no string is built per
 //! range-spec, and the only allocation is the output `Vec` of a multi-part plan.

@@ -1,5 +1,5 @@
 //! The request's target and Host field, checked before a file is served: RFC 9112 §3.2 (Host), RFC 9110 §4.2.4
-//! (userinfo) and §9.1 (which methods exist).
+//! (userinfo) and §9.1 (which methods exist); pure, no `Response`.
 //!
 //! hyper parses the request line but leaves these to the server. Everything here is pure and works on bytes:
 //! no I/O, no `Response`.

@@ -1,4 +1,4 @@
-//! [`MmapConfig`]: access-pattern hints applied to each new mapping.
+//! [`MmapConfig`]: access-pattern hints applied to each new mapping; plain data, it maps nothing itself.
 
 /// How a mapping is expected to be read, turned into `madvise(2)` hints and `MAP_POPULATE`.
 ///

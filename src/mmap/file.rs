@@ -406,9 +406,7 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8).collect()
-    }
+    use crate::testing::pattern;
 
     fn file_with(len: usize) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@
 //! - empty files are never mapped, small files are read into memory, and the cache compares a file's identity
 //!   (device, inode, length, mtime, ctime) with the disk under its revalidation policy, so a file replaced by
 //!   rename or rewritten in place is re-mapped for new requests while in-flight ones finish on the old inode;
-//! - a file that may change is mapped only while the SIGBUS guard (`guard.rs`) can protect the mapping; when
+//! - a file that may change is mapped only while the SIGBUS guard (`guard/`) can protect the mapping; when
 //!   it cannot (the handler was refused or replaced, or its registry is full), the file is read on demand with
 //!   `pread` (`pread.rs`) instead, so a truncation can only shorten a response;
 //! - what remains is a file truncated or rewritten in place while a response is still reading the old

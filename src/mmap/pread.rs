@@ -1,6 +1,7 @@
-//! [`PreadFile`]: a file read on demand with `pread(2)`, for when a mapping of it could not be protected.
+//! [`PreadFile`]: a file read on demand with `pread(2)`, for when a mapping of it could not be protected; no
+//! HTTP, no cache policy.
 //!
-//! A mapping of a file that may change is safe only while the SIGBUS guard is active (see `guard.rs`): if
+//! A mapping of a file that may change is safe only while the SIGBUS guard is active (see `guard/`): if
 //! `sigaction` refused the handler, another library replaced it, or the guard's registry is full, a truncation
 //! under the mapping would kill the process. Such files are not mapped at all: they are kept open and read,
 //! a frame at a time, into fresh buffers. A read of a shortened file comes back short instead of faulting,
@@ -100,7 +101,7 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("f.bin");
-        fs::write(&path, (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>()).expect("write");
+        fs::write(&path, crate::testing::pattern(len)).expect("write");
         let file = File::open(&path).expect("open");
         let identity = FileIdentity::from_metadata(&file.metadata().expect("fstat"));
         (dir, path, PreadFile::new(file, len as u64), identity)

@@ -333,11 +333,7 @@ mod tests {
     fn fixture() -> (tempfile::TempDir, Entry, ResolvedFile) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("f");
-        std::fs::write(
-            &path,
-            (0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-        )
-        .expect("write");
+        std::fs::write(&path, crate::testing::pattern(1000)).expect("write");
         let entry = Entry::new(MmapFile::new(&path).expect("open"), 0);
         let resolved = ResolvedFile::new(&path)
             .content_type(HeaderValue::from_static("application/x-test"))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode};
 use mmap_serve::{CidResolver, DirResolver, MmapServe, Resolution, ResolvedFile};
 
-use crate::common::{Fixture, SECRET, get, pattern, send, text};
+use crate::common::{Fixture, SECRET, child, get, pattern, send, text};
 
 /// Whether `body` holds any of the secret's bytes (a run long enough to be unmistakable).
 fn leaks_secret(body: &[u8]) -> bool {
@@ -310,9 +310,6 @@ async fn a_file_that_vanishes_between_resolve_and_open_is_404_and_not_cached() {
     assert!(serve.cache().is_empty());
 }
 
-/// Set in the child process that re-runs [`an_unreadable_file_is_403`] as an unprivileged user.
-const UNPRIVILEGED_CHILD: &str = "MMAP_SERVE_TEST_UNPRIVILEGED_CHILD";
-
 #[tokio::test]
 async fn an_unreadable_file_is_403() {
     let fx = Fixture::new();
@@ -325,30 +322,18 @@ async fn an_unreadable_file_is_403() {
         return;
     }
     // Mode 000 does not stop this process (root, or CAP_DAC_OVERRIDE): run this test again as `nobody`.
+    const TEST: &str = "resolvers::an_unreadable_file_is_403";
     assert!(
-        std::env::var_os(UNPRIVILEGED_CHILD).is_none(),
+        !child::is_child(TEST),
         "the unprivileged child can still read a mode-000 file"
     );
-    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            "--exact",
-            "resolvers::an_unreadable_file_is_403",
-            "--test-threads=1",
-        ])
-        .env(UNPRIVILEGED_CHILD, "1")
+    let output = child::rerun(TEST)
         .env("TMPDIR", std::env::temp_dir())
         .uid(65534)
         .gid(65534)
         .output();
     match output {
-        Ok(output) => {
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(
-                output.status.success() && stdout.contains("1 passed"),
-                "the test failed as nobody:\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        Ok(output) => child::assert_passed(&output),
         Err(e) => eprintln!(
             "skipping an_unreadable_file_is_403: this process can read a mode-000 file and could not \
              re-run the test as nobody ({e})"
