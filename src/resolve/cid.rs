@@ -61,6 +61,7 @@ const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=29030400, immutable";
 /// assert!(matches!(store.resolve_path("/favicon.ico"), Resolution::NotFound));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "its setters return the changed value; drop it and the setting is lost"]
 pub struct CidResolver {
     config: Arc<CidConfig>,
 }

@@ -61,6 +61,7 @@ use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 /// assert_eq!(bad.status(), http::StatusCode::BAD_REQUEST);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "its setters return the changed value; drop it and the setting is lost"]
 pub struct DirResolver {
     config: Arc<DirConfig>,
 }

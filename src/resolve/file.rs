@@ -134,6 +134,7 @@ impl Rejection {
 /// assert!(!file.immutable);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "its setters return the changed value; drop it and the setting is lost"]
 pub struct ResolvedFile {
     /// The file to serve.
     pub path: PathBuf,
