@@ -8,7 +8,6 @@
 //!   `max_ranges(10_000)`, answered 206 with every part.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -17,10 +16,9 @@ use http_body_util::BodyExt;
 use mmap_serve::{DirResolver, MmapServe};
 use tower::ServiceExt;
 
-fn fixture(dir: &Path, name: &str, len: u64) {
-    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.join(name), data).expect("write fixture");
-}
+#[path = "support/fixture.rs"]
+mod support;
+use support::fixture;
 
 /// `bytes=` followed by `count` disjoint ranges of `width` bytes, `stride` apart.
 fn spread(count: u64, width: u64, stride: u64) -> String {
@@ -49,8 +47,8 @@ async fn drain(service: &MmapServe<DirResolver>, path: &str, range: &str) -> (St
 
 fn amplification(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    fixture(dir.path(), "f.bin", 10_000);
-    fixture(dir.path(), "big.bin", 10_000_000);
+    let _ = fixture(dir.path(), "f.bin", 10_000);
+    let _ = fixture(dir.path(), "big.bin", 10_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()

@@ -10,7 +10,6 @@
 
 use std::fs::OpenOptions;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mmap_serve::MmapFile;
@@ -18,12 +17,9 @@ use mmap_serve::MmapFile;
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
-fn fixture(dir: &Path, name: &str, len: u64) -> PathBuf {
-    let path = dir.join(name);
-    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&path, data).expect("write fixture");
-    path
-}
+#[path = "support/fixture.rs"]
+mod support;
+use support::fixture;
 
 fn guard(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");

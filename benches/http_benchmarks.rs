@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,12 +19,9 @@ use tower::ServiceExt;
 
 const MIB: u64 = 1 << 20;
 
-fn fixture(dir: &Path, name: &str, len: u64) -> PathBuf {
-    let path = dir.join(name);
-    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&path, data).expect("write fixture");
-    path
-}
+#[path = "support/fixture.rs"]
+mod support;
+use support::fixture;
 
 fn mmap(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use quick_cache::{DefaultHashBuilder, OptionsBuilder};
 use quick_cache::sync::{Cache, GuardResult};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder};
 
 mod builder;
 mod entry;
