@@ -50,12 +50,12 @@ const MAX_RANGES: usize = 64;
 mod server;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = server::args("ceiling", 8083, 1);
+    let args = server::args("ceiling", 8083, 1, &[], |_, _| Ok(()));
     server::run(args.threads, run(args))
 }
 
 async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
-    let root = args.root.ok_or("--root is required")?;
+    let root = args.root.clone().ok_or("--root is required")?;
     let files = Arc::new(Files::load(&root)?);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
@@ -69,7 +69,7 @@ async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         std::future::ready(Ok::<_, Infallible>(files.respond(&request)))
     });
-    server::accept(listener, service).await
+    server::accept(listener, service, &args).await
 }
 
 /// Every file under the root, keyed by its URL path (`/dir/name`).

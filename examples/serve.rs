@@ -3,53 +3,134 @@
 //! ```sh
 //! cargo run --release --example serve                      # serves a generated demo directory
 //! cargo run --release --example serve -- --root DIR --listen 127.0.0.1:8080 --threads 1
+//! cargo run --release --example serve -- --help            # every flag, with its default
 //! ```
 //!
 //! `GET /{relative path}` answers with the file, with Range, multipart ranges, conditional requests and HEAD as
-//! RFC 9110 says. Ctrl-C stops accepting and lets open connections finish (up to ten seconds).
+//! RFC 9110 says. Ctrl-C stops accepting and lets open connections finish (up to ten seconds). The banner
+//! prints `curl` lines for files that exist under the root.
 //!
 //! Runtime settings: a multi-threaded Tokio runtime with `--threads` workers (default: one per core),
-//! `TCP_NODELAY` on every connection so small responses leave at once instead of waiting on Nagle, and a cache
-//! of up to 16,384 files (the default 1,024 thrashes on trees with more hot files than that).
+//! `TCP_NODELAY` on every connection so small responses leave at once instead of waiting on Nagle, a cache of
+//! up to 16,384 files (`--cache-files`; the library's default 1,024 thrashes on trees with more hot files than
+//! that), and the connection limits of `support/server.rs` (`--header-timeout`, `--max-connections`), so idle
+//! and slow clients cannot hold the server.
 
 use std::error::Error;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::service::TowerToHyperService;
-use mmap_serve::{DirResolver, MmapCache, MmapServe};
+use mmap_serve::{DirResolver, MmapCache, MmapServe, Revalidate};
 use tokio::net::TcpListener;
 
 #[path = "support/server.rs"]
 mod server;
 
+/// What `serve` adds to the shared flags.
+#[derive(Debug)]
+struct Options {
+    index: bool,
+    hidden: bool,
+    cache_files: usize,
+    revalidation: Revalidate,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            index: true,
+            hidden: false,
+            cache_files: 16 * 1024,
+            revalidation: Revalidate::default(),
+        }
+    }
+}
+
+const FLAGS: &[server::Flag] = &[
+    server::Flag {
+        name: "--no-index",
+        value: None,
+        help: "a URL path ending in / is not found (default: it serves the directory's index.html)",
+    },
+    server::Flag {
+        name: "--hidden",
+        value: None,
+        help: "serve names that start with a dot (default: not found)",
+    },
+    server::Flag {
+        name: "--cache-files",
+        value: Some("N"),
+        help: "files kept mapped at once (default: 16384)",
+    },
+    server::Flag {
+        name: "--revalidate",
+        value: Some("SECS|always|never"),
+        help: "how often a cached file is compared with the disk (default: the library's)",
+    },
+];
+
 fn main() -> Result<(), Box<dyn Error>> {
+    let mut options = Options::default();
     let args = server::args(
         "serve",
         8080,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
+        FLAGS,
+        |flag, value| options.set(flag, value),
     );
-    server::run(args.threads, run(args))
+    server::run(args.threads, run(args, options))
 }
 
-async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
-    let root = match args.root {
-        Some(root) => root,
+impl Options {
+    fn set(&mut self, flag: &str, value: Option<String>) -> Result<(), String> {
+        let value = value.unwrap_or_default();
+        match flag {
+            "--no-index" => self.index = false,
+            "--hidden" => self.hidden = true,
+            "--cache-files" => {
+                self.cache_files = value.parse().map_err(|_| "takes a number of files")?;
+            }
+            "--revalidate" => {
+                self.revalidation = match value.as_str() {
+                    "always" => Revalidate::Always,
+                    "never" => Revalidate::Never,
+                    secs => Revalidate::Every(Duration::from_secs_f64(
+                        secs.parse()
+                            .ok()
+                            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                            .ok_or("takes seconds, always or never")?,
+                    )),
+                };
+            }
+            _ => unreachable!("server::args passes only the flags in FLAGS"),
+        }
+        Ok(())
+    }
+}
+
+async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>> {
+    let root = match &args.root {
+        Some(root) => root.clone(),
         None => demo_dir()?,
     };
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     print_banner(addr, &root, args.threads);
     // Room for large trees: a cached file costs one mapping (no descriptor), well under vm.max_map_count.
-    let cache = MmapCache::builder().max_files(16 * 1024).build();
+    let cache = MmapCache::builder()
+        .max_files(options.cache_files)
+        .revalidation(options.revalidation)
+        .build();
+    let mut resolver = DirResolver::new(&root).allow_hidden(options.hidden);
+    if options.index {
+        resolver = resolver.index_file("index.html");
+    }
     // Straight behind hyper, which leaves RFC 9112's Host rule to the service.
-    let service = MmapServe::with_cache(
-        DirResolver::new(&root).index_file("index.html"),
-        Arc::new(cache),
-    )
-    .require_host(true);
-    server::accept(listener, TowerToHyperService::new(service)).await
+    let service = MmapServe::with_cache(resolver, Arc::new(cache)).require_host(true);
+    server::accept(listener, TowerToHyperService::new(service), &args).await
 }
 
 /// A demo directory in the system temp dir, made once: a page, a text file, JSON and an 8 MiB binary.
@@ -83,17 +164,97 @@ fn demo_dir() -> std::io::Result<PathBuf> {
 fn print_banner(addr: SocketAddr, root: &Path, threads: usize) {
     use std::io::Write;
     let url = format!("http://{addr}");
-    let banner = format!(
-        "mmap-serve: serving {root} at {url}/ ({threads} worker threads)\n\
-         try:\n\
-         \x20 curl -i {url}/hello.txt\n\
-         \x20 curl -s -r 0-99 {url}/tensors/weights.bin | xxd | head -3\n\
-         \x20 curl -s -i -r 0-9,4096-4105 {url}/tensors/weights.bin\n\
-         \x20 curl -s -I {url}/tensors/weights.bin\n\
-         Ctrl-C to stop.\n",
+    let mut banner = format!(
+        "mmap-serve: serving {root} at {url}/ ({threads} worker threads)\n",
         root = root.display()
     );
+    let files = sample_files(root);
+    if files.is_empty() {
+        banner
+            .push_str("no readable files under the root yet; every path is 404 until there are\n");
+    } else {
+        banner.push_str("try:\n");
+        for (path, len) in &files {
+            let target = format!("{url}/{}", url_path(path));
+            banner.push_str(&format!("  curl -i {target}\n"));
+            if *len > 4096 {
+                banner.push_str(&format!("  curl -s -i -r 0-9,4096-4105 {target}\n"));
+                banner.push_str(&format!("  curl -s -I {target}\n"));
+            }
+        }
+    }
+    banner.push_str("Ctrl-C to stop.\n");
     // Errors ignored: a closed stdout (a supervisor that read the URL and left) is no reason to stop serving.
     let _ = std::io::stdout().lock().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
+}
+
+/// Up to three files the server will answer, relative to `root`, with their lengths: the smallest and the
+/// largest regular files among the first few hundred entries of a breadth-first walk, hidden names skipped
+/// (the default resolver does not serve them).
+fn sample_files(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut dirs = std::collections::VecDeque::from([PathBuf::new()]);
+    let mut seen = 0;
+    while let Some(dir) = dirs.pop_front() {
+        let Ok(entries) = std::fs::read_dir(root.join(&dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > 500 {
+                break;
+            }
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = dir.join(&name);
+            if kind.is_dir() {
+                dirs.push_back(path);
+            } else if kind.is_file() {
+                if let Ok(meta) = entry.metadata() {
+                    found.push((path, meta.len()));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(path, len)| (*len, path.clone()));
+    let mut picked: Vec<(PathBuf, u64)> = found.first().cloned().into_iter().collect();
+    if let Some(largest) = found.last().filter(|l| found.len() > 1 && **l != found[0]) {
+        picked.push(largest.clone());
+    }
+    if let Some(middle) = found.get(found.len() / 2).filter(|m| !picked.contains(m)) {
+        picked.insert(1.min(picked.len()), middle.clone());
+    }
+    picked
+}
+
+/// `path` as a URL path: each name percent-encoded where a path segment may not hold it (RFC 3986 §3.3).
+fn url_path(path: &Path) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    path.iter()
+        .map(|name| utf8_percent_encode(&name.to_string_lossy(), SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }

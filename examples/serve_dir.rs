@@ -23,12 +23,12 @@ use tower_http::services::ServeDir;
 mod server;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = server::args("serve_dir", 8081, 1);
+    let args = server::args("serve_dir", 8081, 1, &[], |_, _| Ok(()));
     server::run(args.threads, run(args))
 }
 
 async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
-    let root = args.root.unwrap_or_else(|| PathBuf::from("."));
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!(
@@ -36,5 +36,10 @@ async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
         root.display(),
         args.threads
     );
-    server::accept(listener, TowerToHyperService::new(ServeDir::new(&root))).await
+    server::accept(
+        listener,
+        TowerToHyperService::new(ServeDir::new(&root)),
+        &args,
+    )
+    .await
 }

@@ -148,6 +148,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(root: &Path) -> Self {
+        Self::start_with(root, &[])
+    }
+
+    /// As [`start`](Self::start), with more flags (`--header-timeout 1`, say).
+    pub fn start_with(root: &Path, flags: &[&str]) -> Self {
         // Examples are built next to the test binaries: target/<profile>/examples/serve.
         let exe = std::env::current_exe().expect("test binary path");
         let bin = exe
@@ -169,6 +174,7 @@ impl Serve {
                 "--threads",
                 "2",
             ])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
