@@ -718,21 +718,26 @@ class Ctx:
             if cls in DEFECTS or cls in ("HUNG", "STALE"):
                 # The nearest change of this file that started before the response ended.
                 last = None
-                during = 0
+                during = []
+                in_write = False
                 for v in self.plan.versions[f][1:]:
                     s = self.times[2 * v.step]
                     if math.isnan(s) or s > t1:
                         break
+                    e = self.times[2 * v.step + 1]
+                    if v.kind not in ("rename", "truncate") and (math.isnan(e) or e >= t0):
+                        in_write = True
                     if s >= t0:
-                        during += 1
+                        during.append(f"{v.kind} -> {v.name()} at +{s - t0:.3f} s")
                     if s <= t0:
                         last = v
                 d = dict(info)
                 d.update({"class": cls, "file": f"f{f + 1:02d}", "request": kind, "headers": headers,
                           "start_s": round(t0 - self.args.t_base, 4), "took_s": round(t1 - t0, 4),
-                          "changes_during": during})
+                          "changes_during": len(during), "changes": during,
+                          "in_write": in_write})
                 if last is not None:
-                    d["since_change_s"] = round(t0 - self.times[2 * last.step + 1], 4)
+                    d["since_change_s"] = round(t0 - self.times[2 * last.step], 4)
                     d["last_change"] = f"{last.kind} -> {last.name()}"
                 (self.stale if cls == "STALE" else self.defects).append(d)
 
@@ -878,7 +883,9 @@ def print_report(r):
         delays = [d["since_change_s"] for d in r["defects"] if "since_change_s" in d]
         w(f"  defects: {len(r['defects'])}; delay since the file's last change before the request: "
           f"max {max(delays, default=float('nan')):.3f} s; within 1 s: {sum(x <= 1 for x in delays)}/{len(delays)}"
-          f"; with a change during the request: {sum(d['changes_during'] > 0 for d in r['defects'])}\n")
+          f"; with a change during the request: {sum(d['changes_during'] > 0 for d in r['defects'])}"
+          f"; overlapping a non-atomic write (pwrite, recreate) of the file: "
+          f"{sum(d['in_write'] for d in r['defects'])}\n")
         for d in r["defects"][:30]:
             w(f"   {d['class']:<18} {d['file']} {d['request']:<8} t={d['start_s']:.3f} took {d['took_s']:.3f} s, "
               f"{d.get('since_change_s', '-')} s after {d.get('last_change', 'no change')}, "
@@ -894,8 +901,8 @@ def print_report(r):
 def reference_server(root, port, fault):
     """A threaded HTTP/1.1 server over root: honest (reads the file once, all of it, then answers), or with one
     fault: stale-meta (ETag and length cached for 1 s, bytes fresh), zeros (one response in 50 gets a zero
-    page), ignore-if-range (If-Range never checked), stale-304 (If-None-Match compared with the ETag cached for
-    1 s), reopen (a full body's second half read from the path again after 30 ms)."""
+    page), ignore-if-range (If-Range never checked), stale-304 (If-None-Match compared with an ETag cached for
+    5 s), reopen (a full body's second half read from the path again after 30 ms)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     meta_cache = {}
@@ -910,7 +917,7 @@ def reference_server(root, port, fault):
         now = time.monotonic()
         with lock:
             hit = meta_cache.get(path)
-            if hit and now - hit[0] < 1.0:
+            if hit and now - hit[0] < (5.0 if fault == "stale-304" else 1.0):
                 return hit[1]
         m = meta(path)
         with lock:
