@@ -13,9 +13,10 @@
 #   SERVERS ["serve"]           serve, nginx (sendfile, open_file_cache_valid 1 s), serve_dir (axum + ServeDir)
 #   THREADS [1]                 worker threads of the Rust servers (nginx: one worker process)
 #   CLIENTS [32], PROCS [2]     clients, spread over PROCS Python processes
-#   BASE_PORT [18180]           servers listen on 127.0.0.1:BASE_PORT, BASE_PORT+1, ...
+#   BASE_PORT [18180]           servers listen on 127.0.0.1:BASE_PORT, BASE_PORT+1, ... (busy ones skipped)
 #   REPORT [$CARGO_TARGET_DIR/chaos/report.txt]   the printed report, with chaos-SERVER.json (every defect) beside
 #   KEEP_TMP [0]                1 keeps the temp dir (fixtures, server logs)
+#   MUTATE [1]                  0 leaves the files alone (a check of the harness: every server must pass)
 #
 # Exit status: 0 if every server had no defect (TORN, CORRUPT, MISLABELED, IF_RANGE_SPLICE, NOT_MODIFIED_STALE),
 # no hung request, and was alive and answering at the end; 1 otherwise. Needs python3 (3.11), curl, and for
@@ -30,6 +31,9 @@ THREADS=${THREADS:-1}
 CLIENTS=${CLIENTS:-32}
 PROCS=${PROCS:-2}
 BASE_PORT=${BASE_PORT:-18180}
+MUTATE=${MUTATE:-1}
+no_mutate=()
+[[ $MUTATE == 1 ]] || no_mutate=(--no-mutate)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
@@ -140,8 +144,11 @@ status=0
 i=0
 for name in $SERVERS; do
     port=$((BASE_PORT + i))
+    while port_busy "$port"; do # another developer's server: take the next port
+        i=$((i + 1))
+        port=$((BASE_PORT + i))
+    done
     i=$((i + 1))
-    port_busy "$port" && die "127.0.0.1:$port is in use (set BASE_PORT)"
     root=$tmp/root-$name
     mkdir -p "$root"
     python3 "$repo/bench/chaos.py" --root "$root" --seed "$SEED" --duration "$DURATION" --setup-only
@@ -150,7 +157,7 @@ for name in $SERVERS; do
     rc=0
     python3 "$repo/bench/chaos.py" --url "http://127.0.0.1:$port" --root "$root" --seed "$SEED" \
         --duration "$DURATION" --clients "$CLIENTS" --procs "$PROCS" --server-pid "$server_pid" \
-        --label "$name" --json "$out_dir/chaos-$name.json" | tee -a "$REPORT" || rc=$?
+        --label "$name" "${no_mutate[@]}" --json "$out_dir/chaos-$name.json" | tee -a "$REPORT" || rc=$?
     if ! kill -0 "$server_pid" 2>/dev/null; then
         log "$name died"
         rc=1
