@@ -738,6 +738,7 @@ class Ctx:
                           "in_write": in_write})
                 if last is not None:
                     d["since_change_s"] = round(t0 - self.times[2 * last.step], 4)
+                    d["since_change_end_s"] = round(t0 - self.times[2 * last.step + 1], 4)
                     d["last_change"] = f"{last.kind} -> {last.name()}"
                 (self.stale if cls == "STALE" else self.defects).append(d)
 
@@ -880,9 +881,12 @@ def print_report(r):
     for e in r["mutator_errors"]:
         w(f"  MUTATOR ERROR: {e}\n")
     if r["defects"]:
-        delays = [d["since_change_s"] for d in r["defects"] if "since_change_s" in d]
-        w(f"  defects: {len(r['defects'])}; delay since the file's last change before the request: "
-          f"max {max(delays, default=float('nan')):.3f} s; within 1 s: {sum(x <= 1 for x in delays)}/{len(delays)}"
+        # Delay from the start of the file's last change before the request (0 if one started during it).
+        delays = [0.0 if d["changes_during"] else d["since_change_s"] for d in r["defects"]
+                  if d["changes_during"] or "since_change_s" in d]
+        w(f"  defects: {len(r['defects'])}; delay since the start of the file's last change before the request "
+          f"(0 if one started during it): max {max(delays, default=float('nan')):.3f} s; "
+          f"within 1 s: {sum(x <= 1 for x in delays)}/{len(delays)}"
           f"; with a change during the request: {sum(d['changes_during'] > 0 for d in r['defects'])}"
           f"; overlapping a non-atomic write (pwrite, recreate) of the file: "
           f"{sum(d['in_write'] for d in r['defects'])}\n")
