@@ -105,10 +105,10 @@ fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
     stream
         .set_read_timeout(Some(GIVE_UP))
         .expect("read timeout");
-    while !response
+    while response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .is_some_and(|end| response.len() >= end + 4 + 100)
+        .is_none_or(|end| response.len() < end + 4 + 100)
     {
         let n = stream.read(&mut buf).expect("the response");
         assert!(n > 0, "closed before the response was complete");
