@@ -114,13 +114,16 @@ fn usage(name: &str, default_port: u16, default_threads: usize, extra: &[Flag]) 
     text
 }
 
+/// What takes an example's own flag and its value, and says what is wrong with it.
+type OnExtra<'a> = dyn FnMut(&str, Option<String>) -> Result<(), String> + 'a;
+
 /// The flags in `args`; None when they ask for the usage.
 fn parse(
     mut args: impl Iterator<Item = String>,
     default_port: u16,
     default_threads: usize,
     extra: &[Flag],
-    on_extra: &mut dyn FnMut(&str, Option<String>) -> Result<(), String>,
+    on_extra: &mut OnExtra<'_>,
 ) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         root: None,
