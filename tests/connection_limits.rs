@@ -1,10 +1,6 @@
 //! The `serve` example as a server that faces the public: connections that never finish a request head, and
 //! idle keep-alive connections, are closed after `--header-timeout`, while other clients are served.
 
-#[allow(
-    dead_code,
-    reason = "each test binary uses a part of the shared helpers"
-)]
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
