@@ -32,7 +32,7 @@ async fn fallback_service_serves_what_no_route_matched() {
     let (_dir, url) = start().await;
     let index = fetch(false, Method::GET, &format!("{url}/"), &[]).await;
     assert_eq!(index.status, 200);
-    assert_eq!(index.header("content-type"), "text/html");
+    assert_eq!(index.header("content-type"), "text/html; charset=utf-8");
     assert_eq!(&index.body[..], b"<h1>mmap-serve + axum</h1>\n");
     assert_eq!(
         fetch(false, Method::GET, &format!("{url}/nothing-here"), &[])

@@ -3,9 +3,11 @@
 //!
 //! A request flows through `target` (is it well formed, which method), then `answer`, which combines
 //! `preconditions` (§13.2.2) and `range` (§14), with `multipart` laying out a multi-range answer; `fields`
-//! holds the field-value helpers they share.
+//! holds the field-value helpers they share, and `disposition` the
+//! `Content-Disposition` values resolvers ask for.
 
 pub(crate) mod answer;
+pub(crate) mod disposition;
 pub(crate) mod fields;
 pub(crate) mod multipart;
 pub(crate) mod preconditions;

@@ -42,8 +42,10 @@ use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 /// without the `/` that turns out to name a directory is redirected to the one with it (301). A path that does not start with
 /// `/` (the `*` of `OPTIONS *`) is Not Found.
 ///
-/// The file gets a `Content-Type` guessed from its extension (`application/octet-stream` when unknown) and
-/// the configured `Cache-Control`.
+/// The file gets a `Content-Type` from its extension: one of [`content_type_for`](Self::content_type_for) if
+/// set, else `mime_guess`'s (`application/octet-stream` when unknown), with `; charset=utf-8` on text types
+/// (see [`charset`](Self::charset)); the configured `Cache-Control`; and `Content-Disposition: attachment`
+/// with its name when its extension or URL path says it is a [download](Self::download_extension).
 ///
 /// # Examples
 ///
@@ -54,7 +56,7 @@ use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 ///
 /// let Resolution::File(file) = site.resolve_path("/docs/") else { panic!("expected a file") };
 /// assert_eq!(file.path, std::path::Path::new("/srv/www/docs/index.html"));
-/// assert_eq!(file.content_type.as_ref().unwrap(), "text/html");
+/// assert_eq!(file.content_type.as_ref().unwrap(), "text/html; charset=utf-8");
 ///
 /// assert!(matches!(site.resolve_path("/.git/config"), Resolution::NotFound));
 /// let Resolution::Reject(bad) = site.resolve_path("/%2e%2e/etc/passwd") else { panic!("expected a rejection") };
@@ -74,6 +76,14 @@ struct DirConfig {
     index_file: Option<Box<str>>,
     cache_control: Option<HeaderValue>,
     follow_symlinks: bool,
+    /// The charset parameter added to text types (None: none added).
+    charset: Option<Box<str>>,
+    /// The user's types, by lowercase extension; looked at before `mime_guess`.
+    types: Vec<(Box<str>, HeaderValue)>,
+    /// Lowercase extensions served as downloads.
+    download_extensions: Vec<Box<str>>,
+    /// URL path prefixes (as received, before decoding) served as downloads.
+    download_prefixes: Vec<Box<str>>,
 }
 
 impl DirResolver {
@@ -96,6 +106,10 @@ impl DirResolver {
                 index_file: None,
                 cache_control: None,
                 follow_symlinks: true,
+                charset: Some("utf-8".into()),
+                types: Vec::new(),
+                download_extensions: Vec::new(),
+                download_prefixes: Vec::new(),
             }),
         }
     }
@@ -136,6 +150,105 @@ impl DirResolver {
     /// Default: `true`.
     pub fn follow_symlinks(mut self, yes: bool) -> Self {
         Arc::make_mut(&mut self.config).follow_symlinks = yes;
+        self
+    }
+
+    /// The charset parameter added to text types (`text/*` and `application/javascript`): browsers render a
+    /// text file without one in a legacy encoding (windows-1252), not UTF-8. `None` adds none. JSON gets none
+    /// whatever this says: RFC 8259 §11 defines no charset parameter for it (JSON is UTF-8).
+    ///
+    /// Default: `Some("utf-8")`, as Go's `FileServer` and static-web-server do.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, Resolution};
+    ///
+    /// let Resolution::File(f) = DirResolver::new("/srv").resolve_path("/notes.txt") else { panic!() };
+    /// assert_eq!(f.content_type.unwrap(), "text/plain; charset=utf-8");
+    /// let latin = DirResolver::new("/srv").charset(Some("iso-8859-1"));
+    /// let Resolution::File(f) = latin.resolve_path("/notes.txt") else { panic!() };
+    /// assert_eq!(f.content_type.unwrap(), "text/plain; charset=iso-8859-1");
+    /// let Resolution::File(f) = DirResolver::new("/srv").charset(None).resolve_path("/a.css") else { panic!() };
+    /// assert_eq!(f.content_type.unwrap(), "text/css");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `charset` is not a token (RFC 9110 §5.6.2): letters, digits and `!#$%&'*+-.^_`|~` only.
+    pub fn charset(mut self, charset: Option<&str>) -> Self {
+        if let Some(name) = charset {
+            assert!(
+                !name.is_empty() && name.bytes().all(is_tchar),
+                "charset {name:?} is not a token"
+            );
+        }
+        Arc::make_mut(&mut self.config).charset = charset.map(Into::into);
+        self
+    }
+
+    /// The `Content-Type` of files with the extension `ext` (compared without regard to case, given without
+    /// the dot), instead of the guess; the charset rule does not touch it. Calls add up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use mmap_serve::{DirResolver, Resolution};
+    ///
+    /// let models = DirResolver::new("/srv")
+    ///     .content_type_for("safetensors", HeaderValue::from_static("application/x-safetensors"))
+    ///     .content_type_for("gguf", HeaderValue::from_static("application/x-gguf"));
+    /// let Resolution::File(f) = models.resolve_path("/llama.GGUF") else { panic!() };
+    /// assert_eq!(f.content_type.unwrap(), "application/x-gguf");
+    /// ```
+    pub fn content_type_for(mut self, ext: &str, content_type: HeaderValue) -> Self {
+        let ext = ext
+            .trim_start_matches('.')
+            .to_ascii_lowercase()
+            .into_boxed_str();
+        let types = &mut Arc::make_mut(&mut self.config).types;
+        types.retain(|(known, _)| *known != ext);
+        types.push((ext, content_type));
+        self
+    }
+
+    /// Serves files with the extension `ext` (compared without regard to case, without the dot) as
+    /// downloads: `Content-Disposition: attachment` with the file's name (see [`ResolvedFile::download_as`]).
+    /// Calls add up.
+    ///
+    /// Default: none; every file is shown inline where the browser can.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, Resolution};
+    ///
+    /// let site = DirResolver::new("/srv").download_extension("safetensors");
+    /// let Resolution::File(f) = site.resolve_path("/m/llama%20v2.safetensors") else { panic!() };
+    /// assert_eq!(f.content_disposition.unwrap(), "attachment; filename=\"llama v2.safetensors\"");
+    /// let Resolution::File(f) = site.resolve_path("/m/README.md") else { panic!() };
+    /// assert!(f.content_disposition.is_none());
+    /// ```
+    pub fn download_extension(mut self, ext: &str) -> Self {
+        let ext = ext
+            .trim_start_matches('.')
+            .to_ascii_lowercase()
+            .into_boxed_str();
+        Arc::make_mut(&mut self.config)
+            .download_extensions
+            .push(ext);
+        self
+    }
+
+    /// Serves every file whose URL path starts with `prefix` (as the request spells it, e.g. `/downloads/`)
+    /// as a download, like [`download_extension`](Self::download_extension). Calls add up.
+    ///
+    /// Default: none.
+    pub fn download_path_prefix(mut self, prefix: &str) -> Self {
+        Arc::make_mut(&mut self.config)
+            .download_prefixes
+            .push(prefix.into());
         self
     }
 
@@ -188,15 +301,33 @@ impl DirResolver {
         }
         // `/docs` for a directory with an index: redirected to `/docs/`, whose relative links then work.
         let file = self
-            .file(path)
+            .file(path, uri_path)
             .redirect_if_directory(index.is_some() && !names_directory);
         Resolution::File(file)
     }
 
-    /// The file at `path` (already beneath the root) with this resolver's headers and confinement.
-    fn file(&self, path: PathBuf) -> ResolvedFile {
+    /// The file at `path` (already beneath the root, named by `uri_path`) with this resolver's headers and
+    /// confinement.
+    fn file(&self, path: PathBuf, uri_path: &str) -> ResolvedFile {
         let config = &*self.config;
-        let content_type = content_type_of(&path);
+        let ext = extension_of(&path).and_then(std::ffi::OsStr::to_str);
+        let content_type = self.content_type(ext);
+        let download = (!config.download_extensions.is_empty()
+            && ext.is_some_and(|ext| {
+                config
+                    .download_extensions
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(ext))
+            }))
+            || config
+                .download_prefixes
+                .iter()
+                .any(|prefix| uri_path.starts_with(&**prefix));
+        let name = download.then(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         let mut file = ResolvedFile::new(path)
             .content_type(content_type)
             .confined_to(Arc::clone(&config.root))
@@ -204,7 +335,24 @@ impl DirResolver {
         if let Some(cache_control) = &config.cache_control {
             file = file.cache_control(cache_control.clone());
         }
+        if let Some(name) = name {
+            file = file.download_as(&name);
+        }
         file
+    }
+
+    /// The Content-Type of a file with extension `ext`: the user's, else the guess with the charset rule.
+    fn content_type(&self, ext: Option<&str>) -> HeaderValue {
+        let config = &*self.config;
+        if let Some(ext) = ext
+            && let Some((_, value)) = config
+                .types
+                .iter()
+                .find(|(known, _)| known.eq_ignore_ascii_case(ext))
+        {
+            return value.clone();
+        }
+        guessed_type(ext, config.charset.as_deref())
     }
 }
 
@@ -220,27 +368,61 @@ impl Resolve for DirResolver {
 ///
 /// mime_guess searches its table case-insensitively on every call, which profiles as the costliest step of a
 /// cached 4 KiB Range request; requests mostly repeat one extension, so each thread remembers its last answer.
-fn content_type_of(path: &Path) -> HeaderValue {
+/// The type `mime_guess` knows for `ext` (`application/octet-stream` when none), with `; charset={charset}` on
+/// text types. Each thread remembers its last answer: requests for one kind of file in a row (the common
+/// case) pay for neither the guess nor the value's allocation.
+fn guessed_type(ext: Option<&str>, charset: Option<&str>) -> HeaderValue {
     use std::cell::RefCell;
-    use std::ffi::{OsStr, OsString};
     const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
-    thread_local! {
-        static LAST: RefCell<Option<(OsString, HeaderValue)>> = const { RefCell::new(None) };
+    /// The last extension and charset asked for, and the answer.
+    struct Guess {
+        ext: Box<str>,
+        charset: Option<Box<str>>,
+        value: HeaderValue,
     }
-    let Some(ext) = extension_of(path) else {
+    thread_local! {
+        static LAST: RefCell<Option<Guess>> = const { RefCell::new(None) };
+    }
+    let Some(ext) = ext else {
         return OCTET_STREAM;
     };
     let remembered = LAST.with_borrow(|last| match last {
-        Some((seen, value)) if seen.as_os_str() == ext => Some(value.clone()),
+        Some(guess) if *guess.ext == *ext && guess.charset.as_deref() == charset => {
+            Some(guess.value.clone())
+        }
         _ => None,
     });
     remembered.unwrap_or_else(|| {
-        let value = mime_guess::from_ext(ext.to_str().unwrap_or_default())
-            .first_raw()
-            .map_or(OCTET_STREAM, HeaderValue::from_static);
-        LAST.with_borrow_mut(|last| *last = Some((OsStr::to_os_string(ext), value.clone())));
+        let value = match mime_guess::from_ext(ext).first_raw() {
+            None => OCTET_STREAM,
+            Some(essence) => match charset.filter(|_| takes_charset(essence)) {
+                Some(charset) => HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+                    "{essence}; charset={charset}"
+                )))
+                .unwrap_or(HeaderValue::from_static(essence)),
+                None => HeaderValue::from_static(essence),
+            },
+        };
+        LAST.with_borrow_mut(|last| {
+            *last = Some(Guess {
+                ext: ext.into(),
+                charset: charset.map(Into::into),
+                value: value.clone(),
+            });
+        });
         value
     })
+}
+
+/// Whether a type gets a charset parameter: text types and JavaScript under its legacy name, whose bytes a
+/// browser decodes by it (JSON is UTF-8 by definition and has no such parameter).
+fn takes_charset(essence: &str) -> bool {
+    essence.starts_with("text/") || essence == "application/javascript"
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `path.extension()`, read off the bytes of the last name (`Path::extension` parses every component first).
@@ -457,7 +639,10 @@ mod tests {
         let Resolution::File(file) = resolver.resolve_path("/") else {
             panic!("index resolves");
         };
-        assert_eq!(file.content_type.as_ref().expect("typed"), "text/html");
+        assert_eq!(
+            file.content_type.as_ref().expect("typed"),
+            "text/html; charset=utf-8"
+        );
         // Only a path without the slash may turn out to be a directory to redirect, and only with an index.
         let redirects = |resolver: &DirResolver, uri_path| match resolver.resolve_path(uri_path) {
             Resolution::File(file) => file.redirects_directory(),
@@ -513,11 +698,87 @@ mod tests {
     }
 
     #[test]
+    fn text_types_carry_the_charset_and_json_and_binaries_do_not() {
+        let content_type = |resolver: &DirResolver, uri_path: &str| {
+            let Resolution::File(file) = resolver.resolve_path(uri_path) else {
+                panic!("{uri_path} resolves");
+            };
+            file.content_type
+                .expect("typed")
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        };
+        let utf8 = DirResolver::new(ROOT);
+        for (uri_path, expected) in [
+            ("/a.txt", "text/plain; charset=utf-8"),
+            ("/a.md", "text/markdown; charset=utf-8"),
+            ("/a.csv", "text/csv; charset=utf-8"),
+            ("/a.json", "application/json"),
+            ("/a.bin", "application/octet-stream"),
+            ("/a.png", "image/png"),
+        ] {
+            assert_eq!(content_type(&utf8, uri_path), expected, "{uri_path}");
+        }
+        let js = content_type(&utf8, "/app.js");
+        assert!(js.ends_with("javascript; charset=utf-8"), "{js}");
+        // The remembered answer of one resolver is not another's.
+        let none = DirResolver::new(ROOT).charset(None);
+        assert_eq!(content_type(&none, "/a.txt"), "text/plain");
+        assert_eq!(content_type(&utf8, "/a.txt"), "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a token")]
+    fn a_charset_that_is_not_a_token_is_refused() {
+        let _ = DirResolver::new(ROOT).charset(Some("utf-8\r\nX: y"));
+    }
+
+    #[test]
+    fn the_users_types_come_first_whatever_the_case() {
+        let resolver = DirResolver::new(ROOT)
+            .content_type_for(".TXT", HeaderValue::from_static("text/x-mine"))
+            .content_type_for("txt", HeaderValue::from_static("text/x-yours"));
+        let Resolution::File(file) = resolver.resolve_path("/a.Txt") else {
+            panic!("resolves");
+        };
+        assert_eq!(
+            file.content_type.expect("typed"),
+            "text/x-yours",
+            "the last call wins"
+        );
+    }
+
+    #[test]
+    fn downloads_by_extension_or_path_prefix_name_the_file() {
+        let resolver = DirResolver::new(ROOT)
+            .download_extension("SAFETENSORS")
+            .download_path_prefix("/dl/");
+        let disposition = |uri_path: &str| {
+            let Resolution::File(file) = resolver.resolve_path(uri_path) else {
+                panic!("{uri_path} resolves");
+            };
+            file.content_disposition
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        assert_eq!(
+            disposition("/m/w.safetensors").as_deref(),
+            Some("attachment; filename=\"w.safetensors\"")
+        );
+        assert_eq!(
+            disposition("/dl/caf%C3%A9.txt").as_deref(),
+            Some("attachment; filename=\"caf_.txt\"; filename*=UTF-8''caf%C3%A9.txt")
+        );
+        assert_eq!(disposition("/m/readme.txt"), None);
+        assert_eq!(disposition("/dlx/a.txt"), None);
+    }
+
+    #[test]
     fn content_type_is_guessed_from_the_extension() {
         let resolver = DirResolver::new(ROOT);
         let cases = [
-            ("/a.html", "text/html"),
-            ("/a.css", "text/css"),
+            ("/a.html", "text/html; charset=utf-8"),
+            ("/a.css", "text/css; charset=utf-8"),
             ("/a.json", "application/json"),
             ("/a.PNG", "image/png"),
             ("/v.mp4", "video/mp4"),

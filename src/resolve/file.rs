@@ -144,6 +144,9 @@ pub struct ResolvedFile {
     pub etag: Option<HeaderValue>,
     /// A Cache-Control value to send with 200, 206 and 304 responses.
     pub cache_control: Option<HeaderValue>,
+    /// A Content-Disposition value to send with 200 and 206 responses (RFC 6266): whether a browser shows the
+    /// file or saves it, and under which name. See [`download_as`](Self::download_as).
+    pub content_disposition: Option<HeaderValue>,
     /// Whether the content never changes: the cache then never revalidates the mapping.
     pub immutable: bool,
     follow_symlinks: bool,
@@ -169,6 +172,7 @@ impl ResolvedFile {
             content_type: None,
             etag: None,
             cache_control: None,
+            content_disposition: None,
             immutable: false,
             follow_symlinks: true,
             confinement: None,
@@ -191,6 +195,42 @@ impl ResolvedFile {
     pub fn etag(mut self, value: HeaderValue) -> Self {
         self.etag = Some(value);
         self
+    }
+
+    /// Sets the `Content-Disposition` of 200 and 206 responses, a complete field value (RFC 6266).
+    ///
+    /// Default: none (no `Content-Disposition` field: browsers show what they can).
+    pub fn content_disposition(mut self, value: HeaderValue) -> Self {
+        self.content_disposition = Some(value);
+        self
+    }
+
+    /// Asks browsers to save the file as `name` rather than show it: `Content-Disposition: attachment` with
+    /// the name in `filename` (an ASCII fallback, where each other character is `_`) and, for a name that is
+    /// not plain ASCII, exactly in `filename*` (RFC 8187). Quotes, backslashes and line breaks in `name`
+    /// are encoded, never sent as they are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::ResolvedFile;
+    ///
+    /// let file = ResolvedFile::new("/srv/m/7f3a.bin").download_as("modèle.safetensors");
+    /// assert_eq!(
+    ///     file.content_disposition.unwrap(),
+    ///     "attachment; filename=\"mod_le.safetensors\"; filename*=UTF-8''mod%C3%A8le.safetensors"
+    /// );
+    /// ```
+    pub fn download_as(self, name: &str) -> Self {
+        use crate::http::disposition::{Disposition, content_disposition};
+        self.content_disposition(content_disposition(Disposition::Attachment, name))
+    }
+
+    /// Names the file `name` while letting browsers show it (`Content-Disposition: inline` with the name,
+    /// encoded as for [`download_as`](Self::download_as)): the name a user's "save as" proposes.
+    pub fn inline_as(self, name: &str) -> Self {
+        use crate::http::disposition::{Disposition, content_disposition};
+        self.content_disposition(content_disposition(Disposition::Inline, name))
     }
 
     /// Sets the `Cache-Control` of the response.

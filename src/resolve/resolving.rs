@@ -36,6 +36,10 @@ use super::Resolve;
 /// ```
 #[derive(Debug)]
 #[must_use = "a resolution does nothing until it is answered"]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned by every resolve and matched at once: boxing the resolution would cost each request an allocation"
+)]
 pub enum Resolving<F> {
     /// Decided without waiting.
     Ready(Resolution),

@@ -202,6 +202,10 @@ impl<R: Resolve> Future for Serving<R> {
 }
 
 /// What a resolution leads to.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned and matched at once, never stored: boxing either side would cost an allocation"
+)]
 enum Step {
     /// An answer at once.
     Done(Outcome),

@@ -95,6 +95,7 @@ struct Representation<'a> {
     /// `content.len()` as a header value, formatted once per file.
     content_length: &'a HeaderValue,
     cache_control: Option<&'a HeaderValue>,
+    content_disposition: Option<&'a HeaderValue>,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
@@ -127,6 +128,7 @@ impl<'a> Representation<'a> {
             },
             content_length: &v.length,
             cache_control: resolved.cache_control.as_ref(),
+            content_disposition: resolved.content_disposition.as_ref(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
         }
     }
@@ -234,6 +236,9 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
     if let Some(cc) = rep.cache_control {
         h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+    if let Some(cd) = rep.content_disposition {
+        h.insert(header::CONTENT_DISPOSITION, cd.clone());
     }
 }
 

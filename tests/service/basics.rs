@@ -28,8 +28,8 @@ async fn get_answers_200_with_exact_length_type_validators_and_accept_ranges() {
 async fn content_type_comes_from_the_extension() {
     let fx = Fixture::new();
     let cases = [
-        ("page.html", "text/html"),
-        ("style.css", "text/css"),
+        ("page.html", "text/html; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
         ("data.json", "application/json"),
         ("photo.PNG", "image/png"),
         ("clip.mp4", "video/mp4"),
@@ -43,6 +43,39 @@ async fn content_type_comes_from_the_extension() {
         assert_eq!(status, StatusCode::OK, "{name}");
         assert_eq!(text(&headers, "content-type"), expected, "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_download_carries_content_disposition_on_200_206_and_head_but_not_304() {
+    let fx = Fixture::new();
+    fx.file("model.safetensors", 10_000);
+    let serve = || {
+        MmapServe::new(mmap_serve::DirResolver::new(fx.root()).download_extension("safetensors"))
+    };
+    let expected = "attachment; filename=\"model.safetensors\"";
+    let (status, headers, _) = send(serve(), get("/model.safetensors", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text(&headers, "content-disposition"), expected);
+    let etag = text(&headers, "etag").to_owned();
+    let (status, headers, body) = send(
+        serve(),
+        get("/model.safetensors", &[("range", "bytes=0-9")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(text(&headers, "content-disposition"), expected);
+    assert!(body == pattern(0..10));
+    let head = request(Method::HEAD, "/model.safetensors", &[]);
+    let (_, headers, _) = send(serve(), head).await;
+    assert_eq!(text(&headers, "content-disposition"), expected);
+    // RFC 9110 §15.4.5: a 304 carries what guides cache updates, not the representation's metadata.
+    let (status, headers, _) = send(
+        serve(),
+        get("/model.safetensors", &[("if-none-match", &etag)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(headers.get("content-disposition").is_none());
 }
 
 #[tokio::test]

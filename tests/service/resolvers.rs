@@ -206,7 +206,11 @@ async fn index_file_serves_directory_paths() {
     for (uri, len) in [("/", 100), ("/docs/", 200), ("/docs/index.html", 200)] {
         let (status, headers, body) = send(serve.clone(), get(uri, &[])).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
-        assert_eq!(text(&headers, "content-type"), "text/html", "{uri}");
+        assert_eq!(
+            text(&headers, "content-type"),
+            "text/html; charset=utf-8",
+            "{uri}"
+        );
         assert!(body == pattern(0..len), "{uri}");
     }
     // A directory without its slash is redirected to it (see basics.rs); with it, an empty one is not found.
