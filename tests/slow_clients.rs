@@ -66,13 +66,29 @@ async fn a_thousand_slow_clients_keep_memory_bounded_and_others_served() {
         let first_bytes = first_bytes.clone();
         let mut released = released.clone();
         clients.push(tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .expect("connect");
-            let request = format!("GET /big.bin HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.expect("send");
+            // A connection the kernel drops from a full accept queue (1,000 connects at once on a loaded
+            // machine) is retried, a few times at most: what is under test is the server once connected.
             let mut buf = [0u8; 4096];
-            let first = stream.read(&mut buf).await.unwrap_or(0);
+            let mut attempts = 0;
+            let (mut stream, first) = loop {
+                attempts += 1;
+                let mut stream = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .expect("connect");
+                let request = format!("GET /big.bin HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                let sent = stream.write_all(request.as_bytes()).await.is_ok();
+                let first = if sent {
+                    stream.read(&mut buf).await.unwrap_or(0)
+                } else {
+                    0
+                };
+                if first > 0 || attempts == 3 {
+                    break (stream, first);
+                }
+            };
+            if attempts > 1 {
+                eprintln!("a slow client connected on attempt {attempts}");
+            }
             first_bytes.send(first).expect("the test listens");
             released
                 .wait_for(|go| *go)
