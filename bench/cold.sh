@@ -213,6 +213,32 @@ for path in files:
     print(os.path.basename(path), before, after, pages)
 EOF
 
+cat >"$tmp/diskcheck.py" <<'EOF'
+"""diskcheck.py FILE SEED COUNT SPAN: evicts FILE, then times COUNT preads of SPAN bytes at random aligned
+offsets, one at a time, with readahead off (POSIX_FADV_RANDOM); evicts it again. Prints
+"DISK p50_ms p99_ms max_ms". Shows how fast the disk answers a cold read right now (under a virtual disk the
+host's cache may answer instead)."""
+import os, random, sys, time
+
+path, seed, count, span = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+fd = os.open(path, os.O_RDONLY)
+slots = os.fstat(fd).st_size // span
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+times = []
+for _ in range(count):
+    offset = rng.randrange(slots) * span
+    start = time.perf_counter()
+    if len(os.pread(fd, span, offset)) != span:
+        sys.exit("short read")
+    times.append((time.perf_counter() - start) * 1000)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.close(fd)
+times.sort()
+print(f"DISK {times[len(times) // 2]:.2f} {times[min(len(times) - 1, len(times) * 99 // 100)]:.2f} {times[-1]:.2f}")
+EOF
+
 cat >"$tmp/probe.py" <<'EOF'
 """probe.py PORT PATH SECONDS INTERVAL_MS SIZE: GETs PATH every INTERVAL_MS on one keep-alive connection for
 SECONDS (a late answer is followed at once by the next request, missed ticks are not made up); prints
@@ -324,7 +350,7 @@ done = function(summary, latency, requests)
   local nbad = 0
   for _, thread in ipairs(threads) do nbad = nbad + (thread:get("bad") or 0) end
   local e = summary.errors
-  io.write(string.format("WRKRESULT %d %d %d %d %d %d %d %d %d %d %d %d\n", summary.requests, summary.bytes,
+  io.write(string.format("WRKRESULT" .. string.rep(" %.0f", 12) .. "\n", summary.requests, summary.bytes,
     summary.duration, e.connect, e.read, e.write, e.status, e.timeout, nbad,
     latency:percentile(50), latency:percentile(99), latency.max))
 end
@@ -442,7 +468,7 @@ process_read_bytes() {
 # Bytes read from the fixtures' disk so far, by anyone.
 disk_read_bytes() {
     if [[ -n $disk_name ]]; then
-        awk -v d="$disk_name" '$3 == d { print $6 * 512; found = 1 } END { if (!found) print 0 }' /proc/diskstats
+        awk -v d="$disk_name" '$3 == d { printf "%.0f\n", $6 * 512; found = 1 } END { if (!found) print 0 }' /proc/diskstats
     else
         echo 0
     fi
@@ -526,6 +552,12 @@ done
 # From here on this script and its children (wrk, curl, the probe) stay on the client's core.
 taskset -pc "$CLIENT_CPU" $$ >/dev/null
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# How fast a cold read is right now, before and after the runs.
+disk_check() {
+    python3 "$tmp/diskcheck.py" "$fixtures/big4g.bin" "$1" 200 65536 | cut -d' ' -f2-
+}
+disk_start=$(disk_check "$SEED")
+log "disk check: 200 random 64 KiB preads of the evicted 4 GiB file, p50 / p99 / max ms: $disk_start"
 results=$tmp/results.txt
 : >"$results"
 run=0
@@ -595,6 +627,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+disk_end=$(disk_check "$((SEED - 1))")
+log "disk check: p50 / p99 / max ms: $disk_end"
 
 # --- report -------------------------------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -609,7 +643,7 @@ commit=$(cd "$repo" && git rev-parse --short HEAD)
 
 export DURATION ROUNDS SERVER_THREADS SERVER_CPUS CLIENT_CPU SERVERS WORKLOADS PROBE_MS SEED EVICT_MAX
 export command_line fs_type disk_desc cpu mem nginx_version wrk_version curl_version rustc_version commit
-export load_start load_end
+export load_start load_end disk_start disk_end
 python3 - "$results" "$OUT" <<'EOF'
 import os, statistics, sys, time
 from collections import defaultdict
@@ -681,11 +715,14 @@ w(f"- C2: 4 curl clients each GET the whole evicted 1 GiB file at once (cut at {
   "pages, so the disk reads the file once;")
 w("- C3: wrk, 64 connections, random 4 KiB ranges (aligned) of the evicted 4 GiB file.")
 w("")
-w(f"{rounds} rounds; within a round each workload runs on every server in turn (order rotated each round). "
+w(f"{rounds} round{'s' if rounds != 1 else ''}; within a round each workload runs on every server in turn (order rotated each round). "
   "The wrk script seeds `math.random` per run and thread (fresh offsets every run, so no run reads what a "
   "previous one brought into the page cache, nor into a host's cache under a virtual disk), and counts every "
   "answer that is not a 206 with the requested length as an error, as it counts socket errors and "
-  "timeouts (30 s). The disk is shared and noisy: compare within a round (paired ratios).")
+  "timeouts (30 s). The disk is shared and noisy: compare within a round (paired ratios). How fast the disk "
+  "answered a cold read is measured before and after the runs (Setup: disk check); under a virtual disk "
+  "the host's page cache may hold what the guest evicted, and then a cold read is much cheaper than one "
+  "from the device.")
 w("")
 w("### Medians")
 w("")
@@ -732,7 +769,7 @@ w("Resident: share of the 4 GiB file (C2: the 1 GiB file) in the page cache righ
   "amplification. Load: 1-minute load average before the run; other CPU: CPU time used by processes other "
   "than the server and the clients during the run, in % of one core.")
 w("")
-w("| workload | round | server | result | errors | wrk latency p50 / p99 (ms) | probe p50 / p99 / max (ms) | "
+w("| workload | round | server | result | errors | wrk latency p50 / p99 (ms); C2: downloads done | probe p50 / p99 / max (ms) | "
   "resident after eviction → after run | server read | load | other CPU |")
 w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for workload in workloads:
@@ -780,6 +817,11 @@ w(f"- Servers: `examples/serve.rs` (mmap-serve, its default configuration) and `
   f"(tower-http ServeDir, 64 KiB reads on the blocking pool), both `--threads {env['SERVER_THREADS']}`, "
   "release build; nginx one worker, `sendfile on` with or without `aio threads` (default pool: 32 threads), "
   "`tcp_nodelay on`, `open_file_cache`, `access_log off`. All on 127.0.0.1.")
+def disk(v):
+    p50, p99, mx = v.split()
+    return f"p50 {p50} ms, p99 {p99} ms, max {mx} ms"
+w(f"- Disk check (200 random 64 KiB `pread`s of the evicted 4 GiB file, one at a time, readahead off): "
+  f"{disk(env['disk_start'])} before the runs, {disk(env['disk_end'])} after them.")
 w(f"- Seeds: run N used {env['SEED']} + N.")
 w("")
 w("Command:")
