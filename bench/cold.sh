@@ -619,8 +619,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 probe=${result#*probe_p99=}
                 probe=", probe p99 ${probe%% *} ms"
             fi
-            log "run $run/$total round $round $workload $name: $((requests * 1000000 / micros)) req/s," \
-                "$((bytes / micros)) MB/s$probe; resident after eviction" \
+            rate="$((requests * 1000000 / micros)) req/s"
+            [[ $workload != c2 ]] || rate="$((bytes / micros)) MB/s"
+            log "run $run/$total round $round $workload $name: $rate$probe; resident after eviction" \
                 "$(awk '{ printf "%s %.1f%% ", $1, $3 * 100 / $4 }' <<<"$evicted"); server read" \
                 "$(((io_after - io_before) >> 20)) MiB; load $load, foreign CPU ${foreign_pct}%"
         done
