@@ -518,16 +518,19 @@ run_workload() {
     c2)
         local i curls=()
         for i in 1 2 3 4; do
-            curl -sS -o /dev/null --max-time "$DURATION" -w '%{http_code} %{size_download} %{time_total}\n' \
+            curl -sS -o /dev/null --max-time "$DURATION" \
+                -w '%{http_code} %{size_download} %{time_total} %{exitcode}\n' \
                 "$url/big1g.bin" >"$dir/curl.$i" 2>"$dir/curl.$i.err" &
             curls+=($!)
         done
         for i in "${curls[@]}"; do wait "$i" || true; done
-        # MB/s over the time until the last download ended (finished or cut at DURATION).
+        # MB/s over the time until the last download ended (finished or cut at DURATION: curl's exit 28).
+        # %.0f, not %d: mawk's %d stops at 2^31.
         awk -v size="$big1g" '
-            { n++; bytes += $2; if ($3 > secs) secs = $3; if ($1 != 200) bad++; else if ($2 == size) full++ }
-            END { printf "requests=%d bytes=%d micros=%d sock_errors=%d status_errors=%d complete=%d",
-                  n, bytes, secs * 1e6, 4 - n, bad, full }' "$dir"/curl.[1-4]
+            { n++; bytes += $2; if ($3 > secs) secs = $3; if ($1 != 200) bad++; else if ($2 == size) full++
+              if ($4 != 0 && $4 != 28) failed++ }
+            END { printf "requests=%d bytes=%.0f micros=%.0f sock_errors=%d status_errors=%d complete=%d",
+                  n, bytes, secs * 1e6, 4 - n + failed, bad, full }' "$dir"/curl.[1-4]
         ;;
     esac
     children_cpu
