@@ -395,8 +395,18 @@ EOF
 # start_server NAME: a fresh process for one run; sets pid[NAME] and work_pid (the process that serves:
 # nginx's worker, the Rust servers themselves).
 start_server() {
-    local name=$1 p=${port[$1]}
-    port_busy "$p" && die "127.0.0.1:$p is in use (set BASE_PORT)"
+    local name=$1 p=${port[$1]} tries=0
+    # Another program on this shared machine may hold the port for a while: take another one then.
+    while port_busy "$p"; do
+        tries=$((tries + 1))
+        ((tries <= 20)) || die "127.0.0.1:${port[$name]} and 20 ports above it are in use (set BASE_PORT)"
+        p=$((p + 10))
+    done
+    if ((p != port[$name])); then
+        log "127.0.0.1:${port[$name]} is in use: $name listens on 127.0.0.1:$p"
+        port[$name]=$p
+    fi
+    [[ $name != nginx* ]] || write_nginx_conf "$name" "$p"
     case $name in
     nginx | nginx_aio)
         taskset -c "$SERVER_CPUS" "$nginx_bin" -e "$tmp/$name/error.log" -p "$tmp/$name" \
@@ -550,7 +560,6 @@ i=0
 for name in "${names[@]}"; do
     port[$name]=$((BASE_PORT + i))
     i=$((i + 1))
-    [[ $name != nginx* ]] || write_nginx_conf "$name" "${port[$name]}"
 done
 # From here on this script and its children (wrk, curl, the probe) stay on the client's core.
 taskset -pc "$CLIENT_CPU" $$ >/dev/null
@@ -589,6 +598,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             hot=$(python3 "$tmp/pagecache.py" resident "$fixtures/hot.bin" | cut -d' ' -f3)
             load=$(cut -d' ' -f1 /proc/loadavg)
             busy_before=$(machine_busy)
+            window_start=${EPOCHREALTIME/./}
             server_before=$(process_cpu "$work_pid")
             io_before=$(process_read_bytes "$work_pid")
             disk_before=$(disk_read_bytes)
@@ -597,14 +607,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
             io_after=$(process_read_bytes "$work_pid")
             server_after=$(process_cpu "$work_pid")
             busy_after=$(machine_busy)
+            window=$((${EPOCHREALTIME/./} - window_start))
             after_run=$(python3 "$tmp/pagecache.py" resident "$fixtures/big4g.bin" "$fixtures/big1g.bin")
             stop_server "$name"
             client_ticks=${result##*client_ticks=}
             micros=${result#*micros=}
             micros=${micros%% *}
             ((micros > 0)) || micros=$((DURATION * 1000000))
+            # Over the window the counters were read in (a little longer than the clients' run).
             foreign=$((busy_after - busy_before - (server_after - server_before) - client_ticks))
-            foreign_pct=$((foreign * 100 * 1000000 / (hz * micros)))
+            foreign_pct=$((foreign * 100 * 1000000 / (hz * window)))
             ((foreign_pct < 0)) && foreign_pct=0
             line="round=$round workload=$workload server=$name seed=$seed $result"
             line+=" $(resident_fields evict "$evicted")"
