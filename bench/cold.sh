@@ -643,6 +643,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 disk_end=$(disk_check "$((SEED - 1))")
 log "disk check: p50 / p99 / max ms: $disk_end"
 
@@ -659,9 +660,9 @@ commit=$(cd "$repo" && git rev-parse --short HEAD)
 
 export DURATION ROUNDS SERVER_THREADS SERVER_CPUS CLIENT_CPU SERVERS WORKLOADS PROBE_MS SEED EVICT_MAX
 export command_line fs_type disk_desc cpu mem nginx_version wrk_version curl_version rustc_version commit
-export load_start load_end disk_start disk_end
+export load_start load_end disk_start disk_end run_date
 python3 - "$results" "$OUT" <<'EOF'
-import os, statistics, sys, time
+import os, statistics, sys
 from collections import defaultdict
 
 results, out = sys.argv[1], sys.argv[2]
@@ -780,10 +781,13 @@ if "c1" in workloads:
 w("### Every run")
 w("")
 w("Resident: share of the 4 GiB file (C2: the 1 GiB file) in the page cache right after the eviction, and "
-  "after the run. Server read: bytes the server process made the disk read (`read_bytes` of "
-  "`/proc/PID/io`, nginx: its worker) per request (C2: per byte sent, as a ratio), which shows read "
-  "amplification. Load: 1-minute load average before the run; other CPU: CPU time used by processes other "
-  "than the server and the clients during the run, in % of one core.")
+  "after the run. Server read: what the server process made the disk read during the run (`read_bytes` "
+  "of `/proc/PID/io`, nginx: its worker), in MiB, and per request (C2: per byte sent). A server read near "
+  "the file's size with the file 100% resident after the run means its reads brought in far more than was "
+  "asked (for a mapping: the kernel's read-around on a page fault, up to `read_ahead_kb` at a time) and "
+  "that the rest of its run was served from memory. Load: 1-minute load average before the run; other "
+  "CPU: CPU time used by processes other than the server and the clients during the run, in % of one "
+  "core.")
 w("")
 w("| workload | round | server | result | errors | wrk latency p50 / p99 (ms); C2: downloads done | probe p50 / p99 / max (ms) | "
   "resident after eviction → after run | server read | load | other CPU |")
@@ -797,10 +801,11 @@ for workload in workloads:
             k = "1g" if workload == "c2" else "4g"
             if workload == "c2":
                 lat = f"{r['complete']:.0f}/4 complete"
-                read = f"{r['server_read'] / r['bytes']:.2f}x" if r["bytes"] else "—"
+                read = f"{r['server_read'] / 2**20:,.0f} MiB ({r['server_read'] / r['bytes']:.2f}x)" if r["bytes"] else "—"
             else:
                 lat = f"{r['lat_p50'] / 1000:.1f} / {r['lat_p99'] / 1000:.1f}"
-                read = f"{r['server_read'] / r['requests'] / 1024:,.0f} KiB" if r["requests"] else "—"
+                read = (f"{r['server_read'] / 2**20:,.0f} MiB ({r['server_read'] / r['requests'] / 1024:,.0f} KiB)"
+                        if r["requests"] else "—")
             probe = (f"{r['probe_p50']:.1f} / {r['probe_p99']:.1f} / {r['probe_max']:.0f}"
                      if "probe_p50" in r else "")
             w(f"| {workload.upper()} | {rnd} | {short[s]} | {fmt(r['value'], workload)} | {r['errors']:.0f} | "
@@ -827,7 +832,7 @@ w(f"- Machine: {os.cpu_count()} cores ({env['cpu']}), {env['mem']}, Linux {os.un
   f"{env['disk_desc']}; fixtures on {env['fs_type']}.")
 w(f"- Load average (1, 5, 15 min): {env['load_start']} at the start, {env['load_end']} at the end; before "
   f"the runs {loads[0]:.2f}–{loads[-1]:.2f} (median {statistics.median(loads):.2f}). The machine was shared.")
-w(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; mmap-serve at {env['commit']}; "
+w(f"- Date: {env['run_date']}; mmap-serve at {env['commit']}; "
   f"{env['rustc_version']}; {env['wrk_version']} (`-t1`); {env['curl_version']}; {env['nginx_version']}.")
 w(f"- Servers: `examples/serve.rs` (mmap-serve, its default configuration) and `examples/serve_dir.rs` "
   f"(tower-http ServeDir, 64 KiB reads on the blocking pool), both `--threads {env['SERVER_THREADS']}`, "
