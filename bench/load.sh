@@ -664,6 +664,19 @@ w("")
 w("\`\`\`sh")
 w("$command_line")
 w("\`\`\`")
-open(out, "w").write("\n".join(lines) + "\n")
+# Sections other benches write (bench/cold.sh, bench/chaos.py) are kept, after the ones made here.
+import os
+kept = []
+if os.path.exists(out):
+    section = None
+    for line in open(out).read().split("\n"):
+        if line.startswith("## "):
+            name = line.strip()
+            section = name if name in ("## Files changing under load", "## Cold page cache") else None
+        if section:
+            kept.append(line)
+while kept and kept[-1] == "":
+    kept.pop()
+open(out, "w").write("\n".join(lines + ([""] + kept if kept else [])) + "\n")
 EOF
 log "wrote $OUT"
