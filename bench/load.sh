@@ -666,7 +666,7 @@ w("$command_line")
 w("\`\`\`")
 # Sections other benches write (bench/cold.sh, bench/chaos.py) are kept, after the ones made here.
 import os
-kept = []
+preserved = []
 if os.path.exists(out):
     section = None
     for line in open(out).read().split("\n"):
@@ -674,9 +674,9 @@ if os.path.exists(out):
             name = line.strip()
             section = name if name in ("## Files changing under load", "## Cold page cache") else None
         if section:
-            kept.append(line)
-while kept and kept[-1] == "":
-    kept.pop()
-open(out, "w").write("\n".join(lines + ([""] + kept if kept else [])) + "\n")
+            preserved.append(line)
+while preserved and preserved[-1] == "":
+    preserved.pop()
+open(out, "w").write("\n".join(lines + ([""] + preserved if preserved else [])) + "\n")
 EOF
 log "wrote $OUT"
