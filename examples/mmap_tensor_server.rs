@@ -8,7 +8,8 @@
 //! - `GET /tensor/{name}`: the whole tensor `{storage}/{name}.tensor`, honouring Range and conditional headers;
 //! - `GET /tensor/{name}?start=S&end=E`: 206 with bytes `S..E` (end exclusive), 416 out of bounds, 400 if S > E;
 //! - `GET /ipfs/{cid}`: the same store addressed by CID through `CidResolver` (immutable, `ETag: "{cid}"`);
-//! - `GET /cache/stats`: the shared cache's counters as JSON.
+//! - `GET /cache/stats`: the shared cache's counters as JSON (with how many frames were sent from memory and
+//!   how many were brought in from disk first).
 //!
 //! Every response carries `X-Served-By: mmap`.
 
@@ -22,8 +23,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mmap_serve::{
-    CidResolver, MmapCache, MmapError, MmapFile, MmapServe, NeverPending, Resolution, Resolve,
-    ResolvedFile, Resolving,
+    CidResolver, MmapBody, MmapCache, MmapError, MmapFile, MmapServe, NeverPending, Resolution,
+    Resolve, ResolvedFile, Resolving,
 };
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -135,21 +136,22 @@ async fn get_tensor_range(
         return Ok((StatusCode::BAD_REQUEST, "start is after end\n").into_response());
     }
     let mmap_file = mapped(state, file_path).await?;
-    // Zero-copy: a slice of the mapping; Err(InvalidRange) becomes 416 through `IntoResponse`.
-    let data = mmap_file.range(start..end)?;
-    if data.is_empty() {
+    // Zero-copy frames of the mapping, each brought into memory off the async workers before it is sent (a
+    // cold tensor never stalls other requests); Err(InvalidRange) becomes 416 through `IntoResponse`.
+    let body = MmapBody::file_range(Arc::clone(&mmap_file), start..end)?;
+    if start == end {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok(Response::builder()
         .status(StatusCode::PARTIAL_CONTENT)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, data.len())
+        .header(header::CONTENT_LENGTH, end - start)
         .header(
             header::CONTENT_RANGE,
             format!("bytes {}-{}/{}", start, end - 1, mmap_file.size()),
         )
         .header(header::ETAG, mmap_file.etag())
-        .body(data.into())
+        .body(axum::body::Body::new(body))
         .expect("every header value above is valid"))
 }
 
@@ -173,8 +175,17 @@ async fn mapped(state: &AppState, path: &Path) -> Result<Arc<MmapFile>, MmapErro
 async fn cache_stats(State(state): State<AppState>) -> Response {
     let s = state.mmap_cache.stats();
     let json = format!(
-        "{{\"entries\":{},\"mapped_bytes\":{},\"hits\":{},\"misses\":{},\"evictions\":{},\"stale\":{}}}\n",
-        s.entries, s.mapped_bytes, s.hits, s.misses, s.evictions, s.stale
+        "{{\"entries\":{},\"mapped_bytes\":{},\"hits\":{},\"misses\":{},\"evictions\":{},\"stale\":{},\
+         \"frames_resident\":{},\"frames_brought_in\":{},\"bring_in_wait_nanos\":{}}}\n",
+        s.entries,
+        s.mapped_bytes,
+        s.hits,
+        s.misses,
+        s.evictions,
+        s.stale,
+        s.frames_resident,
+        s.frames_brought_in,
+        s.bring_in_wait_nanos
     );
     ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }

@@ -24,6 +24,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # What blocks, and where
+//!
+//! A mapping is read lazily: a page not in the page cache is read from disk when something first touches it,
+//! on whatever thread touches it. The crate keeps that thread off Tokio's workers:
+//!
+//! - [`MmapServe`] opens, maps and revalidates on the blocking pool (see its docs);
+//! - every [`MmapBody`] over a mapping checks each frame's pages with `mincore(2)` before yielding it (on the
+//!   worker: one system call per frame, no allocation), sends a resident frame at once, and brings a cold one
+//!   in on the blocking pool first (`MADV_WILLNEED` + `MADV_POPULATE_READ`, at most 64 at once), reading the
+//!   next frame ahead while the server sends the current one; a truncation found there ends the body with an
+//!   error instead of a SIGBUS;
+//! - for handlers, [`MmapFile::range_resident`] is the async form of [`MmapFile::range`], and
+//!   [`MmapBody::file_range`] the body of a range with the same property; [`MmapFile::range`] and
+//!   [`MmapFile::bytes`] stay synchronous slices, whose cold pages block whoever touches them.
+//!
+//! What a worker may still wait for: the `mincore` walk itself, and a page evicted again between the check
+//! and the server's `write` (see [`MmapBody`], "Cold pages"). [`CacheStats`] count the frames sent resident
+//! and brought in, and the time bodies waited.
+//!
 //! # Safety model
 //!
 //! A memory map shows the file as it is on disk *now*, so a server built on one has two ways to go wrong:
@@ -104,7 +123,7 @@ mod service;
 #[cfg(test)]
 mod testing;
 
-pub use body::{DEFAULT_CHUNK_SIZE, MmapBody};
+pub use body::{DEFAULT_CHUNK_SIZE, MmapBody, ResidentRange};
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
 pub use mmap::config::MmapConfig;

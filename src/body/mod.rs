@@ -1,32 +1,46 @@
 //! [`MmapBody`]: a response body whose frames are zero-copy `Bytes` slices of a mapping, and every I/O a body
-//! does (pread frames on the blocking pool, the final re-check of the file); no HTTP decisions.
+//! does (residency checks and bring-ins, pread frames on the blocking pool, the final re-check of the file);
+//! no HTTP decisions.
 
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::task::JoinHandle;
+use tokio::runtime::Handle;
 
+use crate::MmapError;
+use crate::cache::FrameCounters;
 use crate::http::multipart::{Multipart, Piece};
 use crate::mmap::file::{Content, MmapFile};
+use crate::mmap::residency::Residency;
 
+mod residency;
 mod segment;
 
+pub use residency::ResidentRange;
 pub(crate) use segment::Segment;
+
+use residency::{Job, joined, spawn_bring_in};
 
 /// How many bytes a watched body holds back for its last frame, sent only once the file has been re-checked.
 const FINAL_PIECE: usize = 4096;
 
-/// What a body serving a mapped file checks so that it never completes with wrong bytes.
+/// What a body serving a mapped file checks so that it never completes with wrong bytes, and never hands a
+/// worker a frame that is not in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct Watch {
     /// The file whose mapping the frames slice.
     pub(crate) file: Arc<MmapFile>,
     /// Re-check the file's identity before the last frame (false for immutable, content-addressed files).
     pub(crate) recheck_identity: bool,
+    /// Where residency is counted: the cache the file came from (None for a body built by hand).
+    pub(crate) counters: Option<Arc<FrameCounters>>,
 }
 
 /// The default largest frame a body yields: 1 MiB.
@@ -50,6 +64,34 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// poll the next frame before it has written the previous one, so a change in the last moments of a response
 /// can still go unseen.)
 ///
+/// # Cold pages
+///
+/// A body that slices a mapping never hands the server a frame whose pages are not in memory, so no async
+/// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
+/// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
+/// allocation). When they are, the frame is yielded at once. When they are not, the frame is brought in on
+/// Tokio's blocking pool (`MADV_WILLNEED` on the whole frame, one read-ahead request the disk can queue with
+/// others, then `MADV_POPULATE_READ`), at most 64 bring-ins at once in the process, and yielded after; the
+/// worker serves other connections meanwhile. A file truncated under a bring-in makes it fail instead of
+/// raising SIGBUS: the body ends with an error, and the file is never served again. Outside a Tokio runtime,
+/// the bring-in runs inline in `poll_frame`.
+///
+/// Bodies read ahead: when one frame is handed out, the next one is split off and checked, and brought in if
+/// it is cold, while the server writes the first; so a cold download proceeds at the disk's pace rather
+/// than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the client asked
+/// for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows its hints
+/// (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
+///
+/// What a worker may still wait for: the `mincore` call itself (a page-table and page-cache walk under the
+/// process's memory-map lock: 1.5 to 2.5 microseconds per frame of 4 KiB to 1 MiB of resident pages measured
+/// on a 2-core virtual machine, mostly the cost of entering the kernel; longer while another thread maps or
+/// unmaps); and pages evicted again between the check and the server's `write` (memory pressure in
+/// that window), which fault on the worker as before. `mincore` reports the page cache truthfully only for
+/// files the process owns or may write (Linux hides it for other files and calls every page resident);
+/// frames of any other mapped file are therefore always brought in through the blocking pool, a thread hop
+/// per frame even when warm. The cache's [`CacheStats`](crate::CacheStats) count frames sent resident and
+/// frames brought in, and the time bodies waited for the latter.
+///
 /// # Examples
 ///
 /// ```
@@ -66,8 +108,35 @@ pub struct MmapBody {
     /// Whether the body was longer than one chunk when it was made (then its identity is re-checked).
     long: bool,
     failed: bool,
-    /// A `pread` on a blocking thread, and how many bytes it brings.
-    reading: Option<(JoinHandle<io::Result<Bytes>>, u64)>,
+    /// The next frame, split off ahead of time: checked and in memory, or on its way from the blocking pool
+    /// (boxed: a body sending one resident frame, the hot path, never makes one, and stays small to move).
+    next: Option<Box<Next>>,
+}
+
+/// A frame split off before it is handed out.
+#[derive(Debug)]
+enum Next {
+    /// Ready to send (a frame in memory, or the outcome of a read or bring-in made inline).
+    Ready(io::Result<Bytes>),
+    /// On the blocking pool: a `pread`, or the bring-in of a frame of a mapping.
+    Coming {
+        job: Job,
+        len: u64,
+        /// A bring-in (counted in the stats), not a read.
+        bring_in: bool,
+        /// When the body first had to wait for it.
+        waiting_since: Option<Instant>,
+    },
+}
+
+impl Next {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Ready(Ok(frame)) => frame.len() as u64,
+            Self::Ready(Err(_)) => 0,
+            Self::Coming { len, .. } => *len,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -123,8 +192,47 @@ impl MmapBody {
             watch: None,
             long: false,
             failed: false,
-            reading: None,
+            next: None,
         }
+    }
+
+    /// The bytes in `range` of `file`, sent in frames of at most [`DEFAULT_CHUNK_SIZE`] bytes, each checked as
+    /// the service's bodies are (see the type's docs): the body a handler builds for one range of a file.
+    ///
+    /// No frame is handed to the server before its pages are in memory: cold frames are brought in on the
+    /// blocking pool. The body re-checks the file's identity before its last frame, and ends with an error
+    /// when the file changed.
+    ///
+    /// # Errors
+    ///
+    /// [`MmapError::InvalidRange`] when `range` does not lie inside the file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use http_body_util::BodyExt;
+    /// use mmap_serve::{MmapBody, MmapFile};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let d = tempfile::tempdir()?; let path = d.path().join("w.bin");
+    /// # std::fs::write(&path, (0..3_000_000u32).map(|i| i as u8).collect::<Vec<_>>())?;
+    /// let file = Arc::new(MmapFile::new(&path)?);
+    /// let body = MmapBody::file_range(Arc::clone(&file), 1_000..2_500_000)?;
+    /// let bytes = body.collect().await?.to_bytes();
+    /// assert_eq!(bytes.len(), 2_499_000);
+    /// assert_eq!(bytes, file.range(1_000..2_500_000)?);
+    /// # Ok(()) }
+    /// ```
+    pub fn file_range(file: Arc<MmapFile>, range: Range<u64>) -> Result<Self, MmapError> {
+        file.check_range(&range)?;
+        let segment = Segment::of(file.content(), range).expect("checked just above");
+        let watch = file.is_shared().then(|| Watch {
+            file,
+            recheck_identity: true,
+            counters: None,
+        });
+        Ok(Self::single(segment, DEFAULT_CHUNK_SIZE).watched(watch))
     }
 
     /// Checks `watch` while sending (see the type's docs).
@@ -139,38 +247,142 @@ impl MmapBody {
             Kind::Single(segment) => segment.len(),
             Kind::Multipart(state) => state.remaining,
         };
-        planned + self.reading.as_ref().map_or(0, |(_, len)| *len)
+        planned + self.next.as_ref().map_or(0, |next| next.len())
     }
 
-    /// The next frame, read when it must be and checked against the watch; an error ends the body.
+    /// The next frame, in memory and checked against the watch; an error ends the body.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.failed {
             return Poll::Ready(None);
         }
-        let frame = match self.reading.as_mut() {
-            Some((read, _)) => {
-                let done = ready!(Pin::new(read).poll(cx));
-                self.reading = None;
-                done.unwrap_or_else(|join| Err(io::Error::other(join.to_string())))
-            }
+        let next = match self.next.take() {
+            Some(next) => *next,
             None => match self.next_frame() {
                 None => return Poll::Ready(None),
-                Some(Segment::Memory(frame)) => Ok(frame),
-                Some(Segment::Read(file, range)) => {
-                    let len = range.end - range.start;
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(runtime) => {
-                            let read = runtime.spawn_blocking(move || file.read(range));
-                            self.reading = Some((read, len));
-                            return self.poll_next(cx);
-                        }
-                        // Outside a Tokio runtime there is no blocking pool to hand the read to.
-                        Err(_) => file.read(range),
+                Some(segment) => self.prepare(segment),
+            },
+        };
+        let frame = match next {
+            Next::Ready(frame) => frame,
+            Next::Coming {
+                mut job,
+                len,
+                bring_in,
+                waiting_since,
+            } => match Pin::new(&mut job).poll(cx) {
+                Poll::Pending => {
+                    self.next = Some(Box::new(Next::Coming {
+                        job,
+                        len,
+                        bring_in,
+                        waiting_since: waiting_since.or_else(|| Some(Instant::now())),
+                    }));
+                    return Poll::Pending;
+                }
+                Poll::Ready(done) => {
+                    if bring_in {
+                        self.count_bring_in(waiting_since);
                     }
+                    done.unwrap_or_else(|e| Err(joined(e)))
                 }
             },
         };
-        Poll::Ready(Some(self.checked(frame)))
+        let frame = self.checked(frame);
+        if frame.is_ok() {
+            self.read_ahead();
+        }
+        Poll::Ready(Some(frame))
+    }
+
+    /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, brought
+    /// in on the current runtime's blocking pool; a range to read is read there. Without a runtime the work
+    /// runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
+    /// lookup.)
+    fn prepare(&self, segment: Segment) -> Next {
+        match segment {
+            Segment::Memory(frame) => {
+                let Some(watch) = &self.watch else {
+                    return Next::Ready(Ok(frame));
+                };
+                match (watch.file.residency(&frame), watch.file.mapping()) {
+                    (Residency::Cold, Some(mapping)) => {
+                        let len = frame.len() as u64;
+                        // A last piece held back right after this frame comes in with it: one disk request.
+                        let tail = match &self.kind {
+                            Kind::Single(rest) if rest.len() <= FINAL_PIECE as u64 => {
+                                rest.len() as usize
+                            }
+                            _ => 0,
+                        };
+                        match Handle::try_current() {
+                            Ok(runtime) => Next::Coming {
+                                job: spawn_bring_in(&runtime, Arc::clone(mapping), frame, tail),
+                                len,
+                                bring_in: true,
+                                waiting_since: None,
+                            },
+                            Err(_) => {
+                                let done = residency::bring_in(mapping, frame, tail);
+                                self.count_bring_in(None);
+                                Next::Ready(done)
+                            }
+                        }
+                    }
+                    (Residency::Resident, _) => {
+                        if let Some(counters) = &watch.counters {
+                            counters.resident.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Next::Ready(Ok(frame))
+                    }
+                    _ => Next::Ready(Ok(frame)),
+                }
+            }
+            Segment::Read(file, range) => {
+                let len = range.end - range.start;
+                match Handle::try_current() {
+                    Ok(runtime) => Next::Coming {
+                        job: runtime.spawn_blocking(move || file.read(range)),
+                        len,
+                        bring_in: false,
+                        waiting_since: None,
+                    },
+                    // Outside a Tokio runtime there is no blocking pool to hand the read to.
+                    Err(_) => Next::Ready(file.read(range)),
+                }
+            }
+        }
+    }
+
+    /// Splits off the frame after the one just handed out and starts making it ready, while the server sends
+    /// the first: only for a watched body (the others are bytes in memory) on a Tokio runtime (without one,
+    /// frames are made ready when they are asked for).
+    fn read_ahead(&mut self) {
+        // Only within one run of bytes longer than a frame: a body of short pieces (multipart framing and
+        // small parts) is never split ahead, so read-ahead allocates nothing for it.
+        let more_of_this_run = match &self.kind {
+            Kind::Single(segment) => segment.len() > 0,
+            Kind::Multipart(state) => state.current.len() > 0,
+        };
+        if self.watch.is_none() || self.next.is_some() || !more_of_this_run {
+            return;
+        }
+        if Handle::try_current().is_err() {
+            return;
+        }
+        if let Some(segment) = self.next_frame() {
+            self.next = Some(Box::new(self.prepare(segment)));
+        }
+    }
+
+    /// Counts a finished bring-in, and the time waited for it since `waiting_since`.
+    fn count_bring_in(&self, waiting_since: Option<Instant>) {
+        if let Some(counters) = self.watch.as_ref().and_then(|w| w.counters.as_ref()) {
+            counters.brought_in.fetch_add(1, Ordering::Relaxed);
+            if let Some(since) = waiting_since {
+                let waited = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                counters.wait_nanos.fetch_add(waited, Ordering::Relaxed);
+            }
+        }
     }
 
     /// `frame` if it may be sent: it was read whole, and the watch finds the file intact.
@@ -196,7 +408,8 @@ impl MmapBody {
             self.failed = true;
             match &self.watch {
                 Some(watch) => {
-                    // A short read is the file changing too: never served again from the cache.
+                    // A short read, or a bring-in that found the file truncated, is the file changing too:
+                    // never served again from the cache.
                     watch.file.mark_changed();
                     io::Error::new(
                         e.kind(),

@@ -24,6 +24,7 @@ mod tests;
 pub use builder::MmapCacheBuilder;
 pub(crate) use entry::Entry;
 pub use revalidate::Revalidate;
+pub(crate) use store::FrameCounters;
 
 use builder::Settings;
 use revalidate::{clock, is_due, unchanged};
@@ -47,6 +48,14 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes of the cached files that are memory-mapped (small files read into memory are not counted).
     pub mapped_bytes: u64,
+    /// Frames of mappings that response bodies found in memory (one `mincore`) and sent at once.
+    pub frames_resident: u64,
+    /// Frames of mappings that were not in memory and were brought in on the blocking pool before being
+    /// sent (or cannot be checked: see [`MmapBody`](crate::MmapBody)).
+    pub frames_brought_in: u64,
+    /// Nanoseconds response bodies spent waiting for bring-ins, summed over bodies (time the body was ready
+    /// to send its next frame and had to wait; a read-ahead that finished in time adds nothing).
+    pub bring_in_wait_nanos: u64,
 }
 
 /// A bounded, shared cache of [`MmapFile`]s keyed by path.
@@ -335,7 +344,15 @@ impl MmapCache {
             evictions: c.evictions.load(Ordering::Relaxed),
             entries: 0,
             mapped_bytes: 0,
+            frames_resident: c.frames.resident.load(Ordering::Relaxed),
+            frames_brought_in: c.frames.brought_in.load(Ordering::Relaxed),
+            bring_in_wait_nanos: c.frames.wait_nanos.load(Ordering::Relaxed),
         }
+    }
+
+    /// The counters the bodies of responses from this cache update.
+    pub(crate) fn frame_counters(&self) -> &Arc<FrameCounters> {
+        &self.counters.frames
     }
 
     /// Opens `path` with this cache's settings without caching it; a file never revalidated is immutable
@@ -387,6 +404,8 @@ impl fmt::Debug for MmapCache {
             .field("misses", &c.misses)
             .field("stale", &c.stale)
             .field("evictions", &c.evictions)
+            .field("frames_resident", &c.frames_resident)
+            .field("frames_brought_in", &c.frames_brought_in)
             .finish_non_exhaustive()
     }
 }

@@ -16,6 +16,19 @@ pub(super) struct Counters {
     pub(super) misses: AtomicU64,
     pub(super) stale: AtomicU64,
     pub(super) evictions: AtomicU64,
+    /// Shared with the bodies of the responses served from this cache.
+    pub(super) frames: Arc<FrameCounters>,
+}
+
+/// What the bodies of one cache's responses count about the residency of the frames they send.
+#[derive(Debug, Default)]
+pub(crate) struct FrameCounters {
+    /// Mapped frames whose pages were all in memory when checked: sent from the worker at once.
+    pub(crate) resident: AtomicU64,
+    /// Mapped frames brought in on the blocking pool before they were sent.
+    pub(crate) brought_in: AtomicU64,
+    /// Nanoseconds bodies spent waiting for bring-ins (a read-ahead that finished in time adds nothing).
+    pub(crate) wait_nanos: AtomicU64,
 }
 
 impl Counters {

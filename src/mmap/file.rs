@@ -14,6 +14,7 @@ use super::config::MmapConfig;
 use super::identity::FileIdentity;
 use super::map::{Mapping, map};
 use super::pread::PreadFile;
+use super::residency::Residency;
 use crate::MmapError;
 use bytes::Bytes;
 
@@ -167,6 +168,12 @@ impl MmapFile {
 
     /// The whole file as zero-copy [`Bytes`].
     ///
+    /// Synchronous and lazy: for a mapped file nothing is read here, and the first touch of a page that is not
+    /// in the page cache (a server writing the bytes, a handler reading them) waits for the disk on the thread
+    /// that touches it, an async worker included. From async code, [`range_resident`](Self::range_resident)
+    /// or a body built with [`MmapBody::file_range`](crate::MmapBody::file_range) bring cold pages in on the
+    /// blocking pool first.
+    ///
     /// For a file [read on demand](Self::reads_on_demand) this reads the whole file now, into a buffer of its
     /// own (a blocking read); if that fails (the file was shortened since it was opened), it logs why and
     /// returns no bytes. A file rewritten in place while it is read is not detected here; the service's
@@ -183,11 +190,28 @@ impl MmapFile {
 
     /// The bytes in `range` (half-open: `start..end`), zero-copy.
     ///
+    /// Synchronous, as [`bytes`](Self::bytes): touching cold bytes of the slice blocks the touching thread
+    /// on the disk; [`range_resident`](Self::range_resident) is the async form that never does. For a file
+    /// [read on demand](Self::reads_on_demand) this reads the range now (a blocking `pread`).
+    ///
     /// # Errors
     ///
     /// [`MmapError::InvalidRange`] when `start > end` or `end > size()`.
     pub fn range(&self, range: Range<u64>) -> Result<Bytes, MmapError> {
+        self.check_range(&range)?;
         let Range { start, end } = range;
+        match &self.content {
+            // Both bounds are <= size(), which came from a usize.
+            Content::Memory(data) => Ok(data.slice(start as usize..end as usize)),
+            Content::Pread(file) => file
+                .read(start..end)
+                .map_err(|e| MmapError::from_io(&self.path, e)),
+        }
+    }
+
+    /// `Ok` when `range` lies inside the file, else the [`MmapError::InvalidRange`] that says how it does not.
+    pub(crate) fn check_range(&self, range: &Range<u64>) -> Result<(), MmapError> {
+        let Range { start, end } = *range;
         if start > end {
             return Err(MmapError::InvalidRange(format!(
                 "range {start}..{end} is reversed"
@@ -199,13 +223,7 @@ impl MmapFile {
                 self.size()
             )));
         }
-        match &self.content {
-            // Both bounds are <= size(), which came from a usize.
-            Content::Memory(data) => Ok(data.slice(start as usize..end as usize)),
-            Content::Pread(file) => file
-                .read(start..end)
-                .map_err(|e| MmapError::from_io(&self.path, e)),
-        }
+        Ok(())
     }
 
     /// Several ranges at once, each as [`range`](Self::range) would return it, in the order given.
@@ -269,6 +287,19 @@ impl MmapFile {
     /// may change.
     pub(crate) fn is_unprotected_mapping(&self) -> bool {
         self.mapping.as_ref().is_some_and(|m| !m.is_protected())
+    }
+
+    /// Whether `frame`'s pages are in memory (one `mincore`; see `residency`): `Unmapped` for a file that is
+    /// not mapped or a frame that is not a slice of this file's mapping.
+    pub(crate) fn residency(&self, frame: &[u8]) -> Residency {
+        self.mapping
+            .as_ref()
+            .map_or(Residency::Unmapped, |m| m.residency(frame))
+    }
+
+    /// The mapping behind the bytes, for bringing frames of it in on another thread (None when not mapped).
+    pub(crate) fn mapping(&self) -> Option<&Arc<Mapping>> {
+        self.mapping.as_ref()
     }
 
     /// Where the bytes are, for the response body.

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
 use super::config::MmapConfig;
+use super::residency::{Residency, bring_in, exact_for, is_resident};
 use crate::MmapError;
 
 /// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
@@ -23,6 +24,8 @@ pub(crate) struct Mapping {
     map: Mmap,
     /// Whether the guard was active and the mapping registered with it when it was made.
     protected: bool,
+    /// Whether `mincore` tells the truth about this file's pages (see `residency::exact_for`).
+    exact_residency: bool,
 }
 
 impl Mapping {
@@ -38,6 +41,39 @@ impl Mapping {
     /// Whether the guard protected the mapping when it was made (see [`map`]).
     pub(crate) fn is_protected(&self) -> bool {
         self.protected
+    }
+
+    /// Where `frame` starts in the mapping, when it is a non-empty slice of it (address arithmetic only).
+    fn offset_of(&self, frame: &[u8]) -> Option<usize> {
+        let offset = (frame.as_ptr() as usize).checked_sub(self.map.as_ptr() as usize)?;
+        (!frame.is_empty() && offset + frame.len() <= self.map.len()).then_some(offset)
+    }
+
+    /// Whether `frame`'s pages are in memory: one `mincore` call for a frame up to 2 MiB.
+    pub(crate) fn residency(&self, frame: &[u8]) -> Residency {
+        match self.offset_of(frame) {
+            None => Residency::Unmapped,
+            Some(offset) if self.exact_residency && is_resident(&self.map, offset, frame.len()) => {
+                Residency::Resident
+            }
+            Some(_) => Residency::Cold,
+        }
+    }
+
+    /// Brings the pages of `frame` and of the `tail` bytes after it (as far as the mapping goes) into memory
+    /// (blocking: see `residency::bring_in`); nothing for a frame that is not a slice of the mapping.
+    ///
+    /// # Errors
+    ///
+    /// `UnexpectedEof` when the file was truncated under the range.
+    pub(crate) fn bring_in(&self, frame: &[u8], tail: usize) -> std::io::Result<()> {
+        match self.offset_of(frame) {
+            Some(offset) => {
+                let len = (frame.len() + tail).min(self.map.len() - offset);
+                bring_in(&self.map, offset, len)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -120,6 +156,7 @@ pub(crate) fn map(
         registration,
         map,
         protected,
+        exact_residency: exact_for(file),
     });
     Ok(Some((
         Bytes::from_owner(SharedMapping(Arc::clone(&mapping))),

@@ -33,3 +33,8 @@ pub(crate) mod identity;
 )]
 pub(crate) mod map;
 pub(crate) mod pread;
+#[allow(
+    unsafe_code,
+    reason = "mincore(2) has no safe wrapper in rustix: see the SAFETY comment in `residency`"
+)]
+pub(crate) mod residency;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::respond::{Limits, Reply, render};
 use crate::body::MmapBody;
-use crate::cache::Entry;
+use crate::cache::{Entry, FrameCounters};
 use crate::http::target;
 use crate::resolve::{Confinement, Resolution, ResolvedFile, Resolving};
 use crate::{MmapCache, MmapError, Resolve, Revalidate};
@@ -191,7 +191,8 @@ impl<R: Resolve> Future for Serving<R> {
                         }),
                     };
                     let head = this.head.take().expect("the head is taken once");
-                    let outcome = finish(head, opened, file, *this.limits);
+                    let frames = this.cache.frame_counters();
+                    let outcome = finish(head, opened, file, *this.limits, frames);
                     this.state.set(State::Done);
                     return Poll::Ready(outcome);
                 }
@@ -246,9 +247,11 @@ fn proceed(
             entry: &entry,
             resolved: &file,
             limits,
+            frames: cache.frame_counters(),
         };
         return Step::Done(Outcome::Response(render(&head, reply)));
     }
+    let frames = cache.frame_counters();
     let cache = Arc::clone(cache);
     let (path, confinement) = (file.path.clone(), file.confinement().cloned());
     let job = move || open(&cache, path, confinement, policy);
@@ -258,7 +261,7 @@ fn proceed(
             file,
             head,
         },
-        Err(_) => Step::Done(finish(head, job(), &file, limits)),
+        Err(_) => Step::Done(finish(head, job(), &file, limits, frames)),
     }
 }
 
@@ -291,12 +294,14 @@ fn finish(
     opened: Result<Arc<Entry>, MmapError>,
     file: &ResolvedFile,
     limits: Limits,
+    frames: &Arc<FrameCounters>,
 ) -> Outcome {
     let reply = match &opened {
         Ok(entry) => Reply::File {
             entry,
             resolved: file,
             limits,
+            frames,
         },
         Err(MmapError::IsADirectory(_)) if file.redirects_directory() => {
             match target::directory_location(&head.uri) {

@@ -10,7 +10,7 @@ use http::{Method, Response, StatusCode};
 
 use crate::MmapError;
 use crate::body::{MmapBody, Segment, Watch};
-use crate::cache::Entry;
+use crate::cache::{Entry, FrameCounters};
 use crate::http::answer::{Answer, Selected, answer};
 use crate::http::fields::decimal;
 use crate::http::multipart::Multipart;
@@ -37,6 +37,8 @@ pub(crate) enum Reply<'a> {
         entry: &'a Entry,
         resolved: &'a ResolvedFile,
         limits: Limits,
+        /// Where the body counts the residency of its frames: the cache's.
+        frames: &'a Arc<FrameCounters>,
     },
     /// 400: the request target or its Host field is malformed (the reason says how).
     Refused(&'static str),
@@ -61,7 +63,8 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
             entry,
             resolved,
             limits,
-        } => file(head, &Representation::of(entry, resolved), limits),
+            frames,
+        } => file(head, &Representation::of(entry, resolved, frames), limits),
         Reply::Refused(reason) => text(StatusCode::BAD_REQUEST, reason),
         Reply::Rejected(rejection) => text(rejection.status(), rejection.reason()),
         Reply::Method => method_not_allowed_or_implemented(&head.method),
@@ -99,13 +102,15 @@ struct Representation<'a> {
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
+    /// The cache's residency counters, for the body.
+    frames: &'a Arc<FrameCounters>,
 }
 
 /// The content type sent when a resolver names none.
 static DEFAULT_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 impl<'a> Representation<'a> {
-    fn of(entry: &'a Entry, resolved: &'a ResolvedFile) -> Self {
+    fn of(entry: &'a Entry, resolved: &'a ResolvedFile, frames: &'a Arc<FrameCounters>) -> Self {
         let file = entry.file();
         let v = entry.validators();
         let etag = resolved.etag.as_ref().unwrap_or(&v.etag);
@@ -130,6 +135,7 @@ impl<'a> Representation<'a> {
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
+            frames,
         }
     }
 
@@ -137,6 +143,7 @@ impl<'a> Representation<'a> {
         self.watched.map(|(file, recheck_identity)| Watch {
             file: Arc::clone(file),
             recheck_identity,
+            counters: Some(Arc::clone(self.frames)),
         })
     }
 }
@@ -357,10 +364,12 @@ mod tests {
         method: Method,
         headers: &[(&'static str, &'static str)],
     ) -> Response<MmapBody> {
+        let frames = Arc::default();
         let reply = Reply::File {
             entry,
             resolved,
             limits: LIMITS,
+            frames: &frames,
         };
         render(&head(method, headers), reply)
     }

@@ -47,7 +47,8 @@ pub const DEFAULT_MAX_RANGES: usize = 1024;
 /// policy says one is due — runs in `tokio::task::spawn_blocking`, so a slow disk never stalls the async
 /// workers. The one exception is the revalidation of a mapped file on a local filesystem, a `stat` that
 /// cannot wait (see [`MmapCache::get_if_fresh`]). Outside a Tokio runtime that work runs inline, in `call` or
-/// `poll`.
+/// `poll`. The bodies keep the disk off the workers too: a frame whose pages are not in memory is brought in
+/// on the blocking pool before the server gets it (see [`MmapBody`], "Cold pages").
 ///
 /// # Examples
 ///

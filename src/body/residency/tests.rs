@@ -1,0 +1,237 @@
+//! Cold frames: evicted from the page cache, held at the bring-in by a test gate, so that what the body and the
+//! runtime do meanwhile can be seen without any timing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::gate;
+use crate::mmap::residency::Residency;
+use crate::{DirResolver, MmapBody, MmapCache, MmapFile, MmapServe};
+
+const LEN: usize = 4 << 20;
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A directory on a disk (not a tmpfs, whose pages cannot be evicted) holding `cold.bin` (`LEN` pattern
+/// bytes, written, synced and evicted from the page cache) and `hot.bin` (4 KiB); `None`, with the reason
+/// printed, when no such directory exists here.
+fn cold_fixture() -> Option<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
+    let on_tmpfs =
+        rustix::fs::statfs(dir.path()).is_ok_and(|s| s.f_type as u64 as u32 == 0x0102_1994);
+    if on_tmpfs {
+        eprintln!(
+            "skipped: {} is a tmpfs, whose pages cannot be evicted",
+            dir.path().display()
+        );
+        return None;
+    }
+    std::fs::write(dir.path().join("hot.bin"), vec![7u8; 4096]).expect("write hot.bin");
+    let path = dir.path().join("cold.bin");
+    std::fs::write(&path, pattern(LEN)).expect("write cold.bin");
+    evict(&path);
+    Some((dir, path))
+}
+
+fn evict(path: &Path) {
+    let file = std::fs::File::open(path).expect("open");
+    file.sync_all().expect("fsync");
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+}
+
+/// Whether `file`'s first `len` bytes are out of memory; prints why the test is skipped when not.
+fn is_cold(file: &MmapFile, len: u64) -> bool {
+    let cold = file.residency(&file.range(0..len).expect("inside")) == Residency::Cold;
+    if !cold {
+        eprintln!("skipped: posix_fadvise(DONTNEED) left the fixture in memory");
+    }
+    cold
+}
+
+#[test]
+fn a_cold_frame_is_sent_only_once_resident_and_the_worker_serves_others_meanwhile() {
+    let Some((dir, path)) = cold_fixture() else {
+        return;
+    };
+    let cache = Arc::new(MmapCache::new(10));
+    let serve = MmapServe::with_cache(DirResolver::new(dir.path()), Arc::clone(&cache));
+    let file = cache.get_or_create(&path).expect("map");
+    if !is_cold(&file, 1 << 20) {
+        return;
+    }
+    let gate = gate::hold(&file.bytes());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let request = http::Request::get("/cold.bin").header("range", "bytes=0-1048575");
+        let response = serve
+            .clone()
+            .oneshot(request.body(()).expect("request"))
+            .await;
+        let mut body = response.expect("infallible").into_body();
+        let checked = Arc::clone(&file);
+        let first = tokio::spawn(async move {
+            let frame = body.frame().await.expect("a frame").expect("no error");
+            let frame = frame.into_data().expect("data");
+            (checked.residency(&frame), frame)
+        });
+        // The body's first frame is being brought in (held at the gate), on the blocking pool.
+        gate.reached.notified().await;
+        let hot = http::Request::get("/hot.bin").body(()).expect("request");
+        let hot = serve.clone().oneshot(hot).await.expect("infallible");
+        assert_eq!(hot.status(), http::StatusCode::OK);
+        let hot = hot
+            .into_body()
+            .collect()
+            .await
+            .expect("hot body")
+            .to_bytes();
+        assert_eq!(
+            hot,
+            vec![7u8; 4096],
+            "the worker answered another request meanwhile"
+        );
+        assert!(
+            !first.is_finished(),
+            "the cold frame waits for its bring-in"
+        );
+        gate.open();
+        let (residency, frame) = first.await.expect("task");
+        assert_eq!(residency, Residency::Resident, "in memory when handed out");
+        assert_eq!(frame, pattern(LEN)[..frame.len()]);
+    });
+    let stats = cache.stats();
+    assert!(stats.frames_brought_in >= 1, "{stats:?}");
+    assert!(stats.bring_in_wait_nanos > 0, "{stats:?}");
+}
+
+#[test]
+fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = Arc::new(MmapFile::new(&path).expect("map"));
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut body = MmapBody::file_range(Arc::clone(&file), 0..LEN as u64).expect("inside");
+        let first = body
+            .frame()
+            .await
+            .expect("frame")
+            .expect("ok")
+            .into_data()
+            .expect("data");
+        assert_eq!(file.residency(&first), Residency::Resident);
+        // Handing out the first frame split off the second and started bringing it in: its pages come in
+        // without the body being polled again.
+        let second = file
+            .range(first.len() as u64..2 * first.len() as u64)
+            .expect("inside");
+        let mut got = first.to_vec();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.expect("ok").into_data().expect("data");
+            assert_eq!(file.residency(&frame), Residency::Resident);
+            got.extend_from_slice(&frame);
+        }
+        assert_eq!(got, pattern(LEN));
+        assert_eq!(file.residency(&second), Residency::Resident);
+    });
+}
+
+#[test]
+fn a_file_truncated_under_a_cold_bring_in_ends_the_body_with_an_error() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = Arc::new(MmapFile::new(&path).expect("map"));
+    if !is_cold(&file, 1 << 20) {
+        return;
+    }
+    let gate = gate::hold(&file.bytes());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut body = MmapBody::file_range(Arc::clone(&file), 0..LEN as u64).expect("inside");
+        let drain = tokio::spawn(async move {
+            let mut sent = 0;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => sent += frame.into_data().expect("data").len(),
+                    Err(e) => return (sent, Some(e)),
+                }
+            }
+            (sent, None)
+        });
+        gate.reached.notified().await;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+        gate.open();
+        let (sent, error) = drain.await.expect("task");
+        assert!(error.is_some(), "the body must not complete");
+        assert!(sent < LEN, "{sent}");
+    });
+    assert!(file.is_poisoned(), "never served again");
+}
+
+#[test]
+fn range_resident_brings_a_cold_range_in_and_reports_truncation() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = MmapFile::new(&path).expect("map");
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let rows = runtime
+        .block_on(file.range_resident(65_536..200_000))
+        .expect("rows");
+    assert_eq!(file.residency(&rows), Residency::Resident);
+    assert_eq!(rows, pattern(LEN)[65_536..200_000]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(4096))
+        .expect("truncate");
+    assert!(
+        runtime
+            .block_on(file.range_resident(1 << 20..2 << 20))
+            .is_err()
+    );
+    assert!(file.is_poisoned());
+}
+
+#[test]
+fn outside_a_runtime_a_cold_frame_is_brought_in_inline() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = Arc::new(MmapFile::new(&path).expect("map"));
+    if !is_cold(&file, 1 << 20) {
+        return;
+    }
+    let mut body = MmapBody::file_range(Arc::clone(&file), 0..(1 << 20)).expect("inside");
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let frame = match http_body::Body::poll_frame(std::pin::Pin::new(&mut body), &mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().expect("data"),
+        other => panic!("a frame at once outside a runtime: {other:?}"),
+    };
+    assert_eq!(file.residency(&frame), Residency::Resident);
+}
