@@ -16,6 +16,10 @@ pub(super) struct Counters {
     pub(super) misses: AtomicU64,
     pub(super) stale: AtomicU64,
     pub(super) evictions: AtomicU64,
+    /// Files that were to be watched and could not be: revalidated by time instead.
+    pub(super) watch_failures: AtomicU64,
+    /// Cached files a watch event (or the check made as the watch was added) found changed.
+    pub(super) changes_seen: AtomicU64,
 }
 
 impl Counters {
