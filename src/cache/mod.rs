@@ -154,7 +154,8 @@ impl MmapCache {
     /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A revalidation that is due is made
     /// here (one `stat` of the path) only for a mapped file on a local filesystem: the mapping holds the file
     /// open, which keeps every directory entry of its path in memory, so the `stat` waits for neither a disk
-    /// nor a network. A hit is counted in the stats.
+    /// nor a network. Under [`Revalidate::Watch`] a watched file with no change reported is a hit with no
+    /// check at all, whether mapped or not. A hit is counted in the stats.
     pub fn get_if_fresh(
         &self,
         path: impl AsRef<Path>,
