@@ -13,8 +13,11 @@
 //! - its directory, for `IN_CREATE`, `IN_DELETE`, `IN_MOVED_FROM` and `IN_MOVED_TO` of its name: a watch on
 //!   the old inode does not see a new file renamed over the path, the supported deploy. The old inode is then
 //!   not poisoned: responses begun on it finish from it;
-//! - every directory above, for the same events about the next name on the way (and its own move or
-//!   deletion), so that a directory swapped or moved on the path is seen too.
+//! - every directory above, for its own move or deletion (`IN_MOVE_SELF`, `IN_DELETE_SELF`), so that a
+//!   directory moved or swapped (`mv`, `RENAME_EXCHANGE`) on the path is seen too. Nothing else can change
+//!   what such a path names: a directory is renamed over another only when that one is empty, and one on
+//!   the way to a cached file is not. Watching only their own moves keeps busy directories such as `/tmp`
+//!   from waking the thread for every file made in them.
 //!
 //! A directory is watched only once its path is known to have no symbolic link on it (`canonicalize`) and to
 //! be on a local filesystem (the statfs magic of `mmap/file.rs`); then each directory's watch stands for one
@@ -38,12 +41,15 @@
 //!
 //! Each cache that watches has one thread, `mmap-serve-watch`, started with its first watched file and
 //! stopped (and joined) when the cache is dropped. It sleeps in `poll(2)` on the inotify descriptor and a
-//! pipe whose write end the cache holds; it also wakes once a second to confirm that the SIGBUS guard is
+//! pipe whose write end the cache holds; it also wakes four times a second to confirm that the SIGBUS guard is
 //! still in place (a mapping made while it was is replaced once it is gone, as a timed revalidation would).
 //! An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
-//! write or rename returns, bounded by how soon the scheduler runs the thread. A request that races the
-//! event is answered from the old version, consistently (its bytes, ETag and length are the old file's, or
-//! the body fails its checks).
+//! write or rename returns, bounded by how soon the scheduler runs the thread. A request that races a
+//! rename's event is answered wholly from the old inode. One that races an in-place change's event can
+//! still pair the old ETag and length with bytes already changed (the mapping shows the page cache as it
+//! is): the window is that delay instead of the revalidation interval, and the checks a body makes before
+//! its frames close it further. Conversely, a mapping made just as a writer's last event is in flight is
+//! poisoned by that event: its responses abort, and the next request maps the file again.
 //!
 //! # Why inotify, and this crate
 //!
@@ -94,7 +100,12 @@ mod linux {
         .union(WatchMask::DELETE_SELF)
         .union(WatchMask::MOVE_SELF);
 
-    /// What each directory on a cached file's path is watched for.
+    /// What each directory above a cached file's own directory is watched for.
+    const ANCESTOR: WatchMask = WatchMask::DELETE_SELF
+        .union(WatchMask::MOVE_SELF)
+        .union(WatchMask::ONLYDIR);
+
+    /// What the directory of a cached file is watched for (the watch replaces an [`ANCESTOR`] one).
     const DIR: WatchMask = WatchMask::CREATE
         .union(WatchMask::DELETE)
         .union(WatchMask::MOVED_FROM)
@@ -195,7 +206,7 @@ mod linux {
                     Some(dir) => Some(dir),
                     None => state.watch_dirs(parent),
                 };
-                let Some(dir) = dir else {
+                let Some(dir) = dir.filter(|&dir| state.watch_names(dir, parent)) else {
                     state.forget_unused_dirs();
                     return false;
                 };
@@ -284,10 +295,27 @@ mod linux {
                 unknown.push(dir);
             }
             for dir in unknown.into_iter().rev() {
-                let wd = self.watches.add(dir, DIR).ok()?;
-                above = Some(self.table.add_dir(wd, dir, above)?);
+                let for_names = dir == parent;
+                let mask = if for_names { DIR } else { ANCESTOR };
+                let wd = self.watches.add(dir, mask).ok()?;
+                above = Some(self.table.add_dir(wd, dir, above, for_names)?);
             }
             above
+        }
+
+        /// Makes sure the directory numbered `dir` (at `path`) is watched for the events about its names; a
+        /// directory first watched as another file's ancestor is not yet. Returns whether it is.
+        fn watch_names(&mut self, dir: i32, path: &Path) -> bool {
+            if self.table.watches_names(dir) {
+                return true;
+            }
+            match self.watches.add(path, DIR) {
+                Ok(wd) if wd.get_watch_descriptor_id() == dir => {
+                    self.table.set_watches_names(dir);
+                    true
+                }
+                _ => false,
+            }
         }
 
         fn forget_unused_dirs(&mut self) {

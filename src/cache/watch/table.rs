@@ -44,6 +44,8 @@ struct DirWatch {
     names: HashMap<OsString, Members>,
     /// How many cached files are in or beneath it.
     users: usize,
+    /// Watched for the events about its names (it holds cached files), not only for its own move.
+    for_names: bool,
     dead: bool,
 }
 
@@ -106,14 +108,28 @@ impl Table {
         self.known.get(path).copied()
     }
 
-    /// Records the watch `wd` of the directory `path`, whose parent's watch is `parent` (None for `/`), and
-    /// returns its number; None when `wd` already watches the directory under another path (it was moved
-    /// since, or is reached by two paths), which this table does not follow.
+    /// Whether the directory numbered `dir` is watched for the events about its names.
+    pub(super) fn watches_names(&self, dir: i32) -> bool {
+        self.dirs.get(&dir).is_some_and(|d| d.for_names)
+    }
+
+    /// Records that the directory numbered `dir` is now watched for the events about its names.
+    pub(super) fn set_watches_names(&mut self, dir: i32) {
+        if let Some(d) = self.dirs.get_mut(&dir) {
+            d.for_names = true;
+        }
+    }
+
+    /// Records the watch `wd` of the directory `path` (for the events about its names when `for_names`),
+    /// whose parent's watch is `parent` (None for `/`), and returns its number; None when `wd` already
+    /// watches the directory under another path (it was moved since, or is reached by two paths), which this
+    /// table does not follow.
     pub(super) fn add_dir(
         &mut self,
         wd: WatchDescriptor,
         path: &Path,
         parent: Option<i32>,
+        for_names: bool,
     ) -> Option<i32> {
         let id = wd.get_watch_descriptor_id();
         let mut chain = vec![id];
@@ -122,7 +138,7 @@ impl Table {
         }
         match self.dirs.entry(id) {
             Slot::Occupied(dir) if dir.get().path != path || dir.get().dead => return None,
-            Slot::Occupied(_) => {}
+            Slot::Occupied(mut dir) => dir.get_mut().for_names |= for_names,
             Slot::Vacant(slot) => {
                 slot.insert(DirWatch {
                     wd,
@@ -130,6 +146,7 @@ impl Table {
                     chain,
                     names: HashMap::new(),
                     users: 0,
+                    for_names,
                     dead: false,
                 });
             }

@@ -127,6 +127,23 @@ fn a_directory_moved_on_the_path_is_seen() {
 }
 
 #[test]
+fn a_directory_first_watched_above_a_file_is_watched_for_its_own_files_too() {
+    let d = tempfile::tempdir().unwrap();
+    fs::create_dir(d.path().join("sub")).unwrap();
+    let deep = write(&d.path().join("sub"), "a.bin", 1 << 20);
+    let near = write(d.path(), "b.bin", 1 << 20);
+    let cache = watching();
+    cache.get_or_create(&deep).unwrap(); // the temp dir: watched only for its own move
+    let old = cache.get_or_create(&near).unwrap(); // now for its names too
+    fs::rename(write(d.path(), "b.new", 2 << 20), &near).unwrap();
+    eventually("the rename over b.bin is seen", || {
+        cache.get_or_create(&near).unwrap().size() == 2 << 20
+    });
+    assert!(!old.is_poisoned());
+    assert_eq!(cache.stats().watched, 2);
+}
+
+#[test]
 fn a_path_through_a_symbolic_link_is_revalidated_by_time() {
     let d = tempfile::tempdir().unwrap();
     fs::create_dir(d.path().join("release-1")).unwrap();

@@ -1,9 +1,10 @@
-//! The watch thread: waits for inotify events (or the stop pipe, or the once-a-second guard check) and marks
+//! The watch thread: waits for inotify events (or the stop pipe, or the guard check four times a second) and marks
 //! the entries they reach; never takes a lock of the cache's, and never drops an entry while it holds the
 //! table (an entry's last reference may be the one it upgraded, and its drop takes the table).
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use inotify::{Events, Inotify};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -16,24 +17,27 @@ use crate::mmap::map::protection_active;
 /// Room for a few hundred events per read (each is 16 bytes and its name).
 const BUFFER: usize = 16 << 10;
 
-/// How often the thread wakes without an event, to check the SIGBUS guard.
-const TICK: Timespec = Timespec {
-    tv_sec: 1,
-    tv_nsec: 0,
-};
+/// How often the thread checks the SIGBUS guard, events or not.
+const TICK: Duration = Duration::from_millis(250);
 
 /// The thread's body: returns when `stop`'s other end is closed (the cache was dropped), or on an error, after
 /// which every watched file is treated as changed and no new one is watched.
 pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
     let mut buffer = vec![0u8; BUFFER];
     let mut guarded = true;
+    let mut next_check = Instant::now() + TICK;
     loop {
         let (events, stopped) = {
             let mut fds = [
                 PollFd::new(&inotify, PollFlags::IN),
                 PollFd::new(&stop, PollFlags::IN),
             ];
-            match poll(&mut fds, Some(&TICK)) {
+            let wait = next_check.saturating_duration_since(Instant::now());
+            let wait = Timespec {
+                tv_sec: wait.as_secs().try_into().unwrap_or(1),
+                tv_nsec: wait.subsec_nanos().into(),
+            };
+            match poll(&mut fds, Some(&wait)) {
                 Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return give_up(shared, e.into()),
@@ -42,7 +46,8 @@ pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
         if stopped {
             return;
         }
-        if !events {
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + TICK;
             // Mappings made under the guard are replaced once it is gone (new ones are then read with pread),
             // as a timed revalidation would; a watched file is otherwise never revalidated.
             if guarded && !protection_active() {
@@ -54,6 +59,8 @@ pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
                     .everything_mapped(Effect::Forget, &mut reached);
                 apply(shared, reached);
             }
+        }
+        if !events {
             continue;
         }
         loop {
