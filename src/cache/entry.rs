@@ -67,6 +67,10 @@ impl Entry {
     }
 
     /// Records that the file is watched from now on, through `registration`.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch marks entries")
+    )]
     pub(super) fn set_watched(&self, registration: Registration) {
         // An entry is watched once, by the lookup that opened it; a second call would keep the first watches.
         let _ = self.registration.set(registration);
@@ -79,6 +83,10 @@ impl Entry {
     }
 
     /// Records that a change was seen; returns whether this is the first since the file was opened.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch marks entries")
+    )]
     pub(super) fn set_changed(&self) -> bool {
         self.watch.swap(Watch::Changed as u8, Ordering::Relaxed) != Watch::Changed as u8
     }
