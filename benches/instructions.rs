@@ -10,12 +10,18 @@
 //! ```sh
 //! target/release/deps/instructions-* CASE COUNT     # CASE: full_4k, range_4k, multipart_3, not_modified
 //! ```
+//!
+//! The cache has the default revalidation policy (a watch, on Linux); `REVALIDATE=every` runs the same cases
+//! under `Revalidate::Every(1 s)`, to compare the two hot paths in one build.
 
 use std::hint::black_box;
 
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use mmap_serve::{DirResolver, MmapServe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mmap_serve::{DirResolver, MmapCache, MmapServe, Revalidate};
 use tower::ServiceExt;
 
 /// (name, URI, Range, expected status); `not_modified` sends the file's ETag in If-None-Match.
@@ -47,7 +53,12 @@ fn main() {
     std::fs::File::create(dir.path().join("big.bin"))
         .and_then(|f| f.set_len(1 << 30))
         .expect("create big.bin");
-    let serve = MmapServe::new(DirResolver::new(dir.path()));
+    let revalidation = match std::env::var("REVALIDATE").as_deref() {
+        Ok("every") => Revalidate::Every(Duration::from_secs(1)),
+        _ => Revalidate::default(),
+    };
+    let cache = MmapCache::builder().revalidation(revalidation).build();
+    let serve = MmapServe::with_cache(DirResolver::new(dir.path()), Arc::new(cache));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

@@ -69,7 +69,10 @@
 //!   bytes than `Content-Length`: a failed download rather than a corrupt complete one. Poisoned and changed
 //!   mappings leave the cache; the next request maps the file afresh.
 //! - **Replacing a file by rename is the supported deploy.** Responses in flight finish from the old inode; new
-//!   requests see the new file (and its new ETag) within the cache's revalidation interval.
+//!   requests see the new file (and its new ETag) as soon as the cache's watch reports the rename (Linux,
+//!   [`Revalidate::Watch`], the default), or within the cache's revalidation interval where there is no watch.
+//!   A watched file rewritten or truncated in place is poisoned when the event arrives, so its in-flight
+//!   responses abort at their next frame without waiting for a re-check.
 //!
 //! `unsafe` lives only under `src/mmap/`: the mapping and its registration with the guard (`mmap/map.rs`,
 //! each block with its own SAFETY comment) and the signal handler (`mmap/guard/`), with its own invariants.

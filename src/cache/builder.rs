@@ -75,7 +75,9 @@ impl MmapCacheBuilder {
         self
     }
 
-    /// When cached mappings are compared with the disk. Default: [`Revalidate::Every`] one second.
+    /// When cached mappings are compared with the disk, or watched for changes. Default:
+    /// [`Revalidate::default`], on Linux [`Revalidate::Watch`] with a one-second fallback, elsewhere
+    /// [`Revalidate::Every`] one second.
     pub fn revalidation(mut self, revalidation: Revalidate) -> Self {
         self.settings.revalidation = revalidation;
         self

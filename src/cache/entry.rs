@@ -1,13 +1,15 @@
 //! [`Entry`]: what the cache keeps per file — the mapping, its validators formatted once, the revalidation
-//! clock, the confinement tag and what it learnt from its predecessor; no I/O and no HTTP decisions.
+//! clock, the watch state, the confinement tag and what it learnt from its predecessor; no I/O and no HTTP
+//! decisions.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::watch::Registration;
 use crate::mmap::file::MmapFile;
 use crate::mmap::identity::FileIdentity;
 
@@ -23,6 +25,21 @@ pub(crate) struct Entry {
     /// Set when this mapping replaced one of an earlier version with the same Last-Modified second: that date
     /// then names two versions, and is never a strong validator.
     date_ambiguous: AtomicBool,
+    /// What the cache's watch knows of the file: a [`Watch`] as a byte, so a hit reads it with one load.
+    watch: AtomicU8,
+    /// The file's watches, held while the entry lives (dropping it removes the watches no other entry uses).
+    registration: OnceLock<Registration>,
+}
+
+/// What the cache's watch knows of an entry's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// Not watched (never asked for, or the watch could not be added): revalidated by time.
+    Unwatched = 0,
+    /// Watched, and no event has reported a change since the file was opened.
+    Quiet = 1,
+    /// An event (or the check made when the watch was added) reported that the path or the file changed.
+    Changed = 2,
 }
 
 impl Entry {
@@ -34,7 +51,44 @@ impl Entry {
             checked_at: AtomicU64::new(now),
             confined_to: AtomicU64::new(0),
             date_ambiguous: AtomicBool::new(false),
+            watch: AtomicU8::new(Watch::Unwatched as u8),
+            registration: OnceLock::new(),
         }
+    }
+
+    /// What the watch knows of the file: one relaxed load (it orders nothing; a change seen a moment later is
+    /// served a moment later).
+    pub(crate) fn watch(&self) -> Watch {
+        match self.watch.load(Ordering::Relaxed) {
+            0 => Watch::Unwatched,
+            1 => Watch::Quiet,
+            _ => Watch::Changed,
+        }
+    }
+
+    /// Records that the file is watched from now on, through `registration`.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch marks entries")
+    )]
+    pub(super) fn set_watched(&self, registration: Registration) {
+        // An entry is watched once, by the lookup that opened it; a second call would keep the first watches.
+        let _ = self.registration.set(registration);
+        let _ = self.watch.compare_exchange(
+            Watch::Unwatched as u8,
+            Watch::Quiet as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Records that a change was seen; returns whether this is the first since the file was opened.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch marks entries")
+    )]
+    pub(super) fn set_changed(&self) -> bool {
+        self.watch.swap(Watch::Changed as u8, Ordering::Relaxed) != Watch::Changed as u8
     }
 
     /// The mapped file.

@@ -8,8 +8,8 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use quick_cache::sync::{Cache, GuardResult};
 use quick_cache::{DefaultHashBuilder, OptionsBuilder};
@@ -20,6 +20,7 @@ mod revalidate;
 mod store;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 pub use builder::MmapCacheBuilder;
 pub(crate) use entry::Entry;
@@ -27,8 +28,10 @@ pub use revalidate::Revalidate;
 pub(crate) use store::FrameCounters;
 
 use builder::Settings;
-use revalidate::{clock, is_due, unchanged};
+use entry::Watch;
+use revalidate::{clock, is_due, seen_changed, unchanged};
 use store::{Counters, Evictions, Weigh, key_of};
+use watch::Watcher;
 
 use crate::{MmapConfig, MmapError, MmapFile};
 
@@ -56,6 +59,13 @@ pub struct CacheStats {
     /// Nanoseconds response bodies spent waiting for bring-ins, summed over bodies (time the body was ready
     /// to send its next frame and had to wait; a read-ahead that finished in time adds nothing).
     pub bring_in_wait_nanos: u64,
+    /// Cached files watched for changes now ([`Revalidate::Watch`]), with no change reported since opened.
+    pub watched: u64,
+    /// Files that were to be watched and could not be (the watch limit, a network or FUSE filesystem, a path
+    /// through a symbolic link, a platform without inotify): they are revalidated by time instead.
+    pub watch_failures: u64,
+    /// Cached files found changed by a watch event, or by the check made as their watch was added.
+    pub changes_seen: u64,
 }
 
 /// A bounded, shared cache of [`MmapFile`]s keyed by path.
@@ -64,7 +74,14 @@ pub struct CacheStats {
 ///   files. With a budget each entry weighs `max(size, budget / max_files)` against it, which keeps both bounds.
 ///   A file larger than the budget is still served, just not kept.
 /// - **One open per miss**: concurrent lookups of the same missing path wait for a single open and map.
-/// - **Revalidation**: cached entries are compared with the disk under a [`Revalidate`] policy.
+/// - **Revalidation**: cached entries are compared with the disk under a [`Revalidate`] policy. Under
+///   [`Revalidate::Watch`] (the default on Linux) the cache watches every file it holds with inotify, and a
+///   hit makes no system call until an event reports a change: a file rewritten, truncated, deleted or
+///   replaced by rename is re-mapped by the next request after the event (a rewrite or truncation also
+///   poisons the old mapping, so responses still sending it fail at their next frame). The events are read
+///   by one thread per cache, named `mmap-serve-watch`, started with the first watched file and joined when
+///   the cache is dropped; it holds one inotify instance and a watch per file and per directory above them.
+///   What the watch does not see, and when it falls back to timed checks, is told at [`Revalidate::Watch`].
 /// - **Eviction** only drops the cache's reference: a mapping is unmapped when its last `Bytes` is dropped.
 /// - **Keys** are paths as `Path` compares them (`a//b` and `a/./b` are `a/b`); a file read on demand (no
 ///   SIGBUS protection, see [`MmapFile::reads_on_demand`]) is not kept, since it holds a descriptor.
@@ -96,6 +113,10 @@ pub struct MmapCache {
     files: Cache<Vec<u8>, Arc<Entry>, Weigh, DefaultHashBuilder, Evictions>,
     settings: Settings,
     counters: Arc<Counters>,
+    /// The change watch, started with the first file cached under [`Revalidate::Watch`]; None when it could
+    /// not be (every such file is then revalidated by time). Dropped after `files`, whose entries hold their
+    /// watches.
+    watcher: OnceLock<Option<Watcher>>,
 }
 
 impl MmapCache {
@@ -142,7 +163,8 @@ impl MmapCache {
     /// [`get_or_create_with`](Self::get_or_create_with) on a blocking thread. A revalidation that is due is made
     /// here (one `stat` of the path) only for a mapped file on a local filesystem: the mapping holds the file
     /// open, which keeps every directory entry of its path in memory, so the `stat` waits for neither a disk
-    /// nor a network. A hit is counted in the stats.
+    /// nor a network. Under [`Revalidate::Watch`] a watched file with no change reported is a hit with no
+    /// check at all, whether mapped or not. A hit is counted in the stats.
     pub fn get_if_fresh(
         &self,
         path: impl AsRef<Path>,
@@ -178,6 +200,9 @@ impl MmapCache {
             return None;
         }
         if is_due(&entry, revalidation) {
+            if seen_changed(&entry, revalidation) {
+                return None;
+            }
             // The check is one stat, made here when it cannot wait on a disk or a network: the file is mapped
             // (its open description pins every directory entry the lookup walks, so none is read from disk)
             // on a local filesystem. Anything else, and any change, is left to the blocking caller.
@@ -224,7 +249,7 @@ impl MmapCache {
             Ok(entry)
         } else {
             // Replace it, so that the next confined request is a plain hit.
-            let beneath = Arc::new(Entry::new(beneath, clock()));
+            let beneath = self.new_entry(beneath, path, revalidation);
             beneath.set_confined_to(tag);
             self.replace(path, Arc::clone(&beneath));
             Ok(beneath)
@@ -250,7 +275,7 @@ impl MmapCache {
                     Counters::count(&self.counters.misses);
                     // A call reaches a guard at most once: it returns right after.
                     let open = open.take().expect("one open per lookup");
-                    let entry = Arc::new(Entry::new(open(self)?, clock()));
+                    let entry = self.new_entry(open(self)?, path, revalidation);
                     if let Some(earlier) = &replaced {
                         entry.note_predecessor(earlier);
                     }
@@ -266,6 +291,14 @@ impl MmapCache {
             if !is_due(&cached, revalidation) {
                 Counters::count(&self.counters.hits);
                 return Ok((cached, false));
+            }
+            if seen_changed(&cached, revalidation) {
+                // Reported changed: re-opened without a `stat` (which could only confirm it).
+                Counters::count(&self.counters.stale);
+                self.files
+                    .remove_if(&*key_of(path), |v| Arc::ptr_eq(v, &cached));
+                replaced = Some(cached);
+                continue;
             }
             match std::fs::metadata(path) {
                 Ok(m) if unchanged(&cached, &m, revalidation) => {
@@ -287,6 +320,40 @@ impl MmapCache {
                 }
             }
         }
+    }
+
+    /// A new entry for `file`, opened as `path`: watched when `revalidation` asks for it and the cache keeps
+    /// the file (a failure to watch is counted, and the entry is then revalidated by time).
+    fn new_entry(&self, file: MmapFile, path: &Path, revalidation: Revalidate) -> Arc<Entry> {
+        let entry = Arc::new(Entry::new(file, clock()));
+        if matches!(revalidation, Revalidate::Watch { .. }) && keeps(entry.file()) {
+            let watched = self.watcher().is_some_and(|w| w.watch(&entry, path));
+            if !watched {
+                Counters::count(&self.counters.watch_failures);
+            }
+        }
+        entry
+    }
+
+    /// The change watch, started on first use.
+    fn watcher(&self) -> Option<&Watcher> {
+        self.watcher
+            .get_or_init(|| match Watcher::start(Arc::clone(&self.counters)) {
+                Ok(watcher) => Some(watcher),
+                Err(error) => {
+                    if error.kind() != io::ErrorKind::Unsupported {
+                        tracing::warn!(%error, "mmap-serve: cannot watch cached files; they are revalidated by time");
+                    }
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// The watch's shared state, for a test that it is freed with the cache.
+    #[cfg(all(test, target_os = "linux"))]
+    fn watcher_for_tests(&self) -> Option<&Watcher> {
+        self.watcher()
     }
 
     /// Caches `entry` under `key`, replacing whatever was there.
@@ -320,16 +387,20 @@ impl MmapCache {
 
     /// The counters, and the entries and mapped bytes as of now (the latter two walk the cache).
     pub fn stats(&self) -> CacheStats {
-        let (mut entries, mut mapped_bytes) = (0, 0);
+        let (mut entries, mut mapped_bytes, mut watched) = (0, 0, 0);
         for (_, entry) in self.files.iter() {
             entries += 1;
             if entry.file().is_mapped() {
                 mapped_bytes += entry.file().size();
             }
+            if entry.watch() == Watch::Quiet {
+                watched += 1;
+            }
         }
         CacheStats {
             entries,
             mapped_bytes,
+            watched,
             ..self.counters()
         }
     }
@@ -347,6 +418,9 @@ impl MmapCache {
             frames_resident: c.frames.resident.load(Ordering::Relaxed),
             frames_brought_in: c.frames.brought_in.load(Ordering::Relaxed),
             bring_in_wait_nanos: c.frames.wait_nanos.load(Ordering::Relaxed),
+            watched: 0,
+            watch_failures: c.watch_failures.load(Ordering::Relaxed),
+            changes_seen: c.changes_seen.load(Ordering::Relaxed),
         }
     }
 
@@ -406,6 +480,8 @@ impl fmt::Debug for MmapCache {
             .field("evictions", &c.evictions)
             .field("frames_resident", &c.frames_resident)
             .field("frames_brought_in", &c.frames_brought_in)
+            .field("watch_failures", &c.watch_failures)
+            .field("changes_seen", &c.changes_seen)
             .finish_non_exhaustive()
     }
 }
@@ -452,6 +528,7 @@ impl MmapCacheBuilder {
             ),
             settings: s,
             counters,
+            watcher: OnceLock::new(),
         }
     }
 }

@@ -18,6 +18,10 @@ pub(super) struct Counters {
     pub(super) evictions: AtomicU64,
     /// Shared with the bodies of the responses served from this cache.
     pub(super) frames: Arc<FrameCounters>,
+    /// Files that were to be watched and could not be: revalidated by time instead.
+    pub(super) watch_failures: AtomicU64,
+    /// Cached files a watch event (or the check made as the watch was added) found changed.
+    pub(super) changes_seen: AtomicU64,
 }
 
 /// What the bodies of one cache's responses count about the residency of the frames they send.

@@ -1,0 +1,122 @@
+//! The watch thread: waits for inotify events (or the stop pipe, or the guard check four times a second) and marks
+//! the entries they reach; never takes a lock of the cache's, and never drops an entry while it holds the
+//! table (an entry's last reference may be the one it upgraded, and its drop takes the table).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use inotify::{Events, Inotify};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+
+use super::linux::Shared;
+use super::table::{Effect, Reached};
+use crate::cache::store::Counters;
+use crate::mmap::map::protection_active;
+
+/// Room for a few hundred events per read (each is 16 bytes and its name).
+const BUFFER: usize = 16 << 10;
+
+/// How often the thread checks the SIGBUS guard, events or not.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The thread's body: returns when `stop`'s other end is closed (the cache was dropped), or on an error, after
+/// which every watched file is treated as changed and no new one is watched.
+pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
+    let mut buffer = vec![0u8; BUFFER];
+    let mut guarded = true;
+    let mut next_check = Instant::now() + TICK;
+    loop {
+        let (events, stopped) = {
+            let mut fds = [
+                PollFd::new(&inotify, PollFlags::IN),
+                PollFd::new(&stop, PollFlags::IN),
+            ];
+            let wait = next_check.saturating_duration_since(Instant::now());
+            let wait = Timespec {
+                tv_sec: wait.as_secs().try_into().unwrap_or(1),
+                tv_nsec: wait.subsec_nanos().into(),
+            };
+            match poll(&mut fds, Some(&wait)) {
+                Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return give_up(shared, e.into()),
+            }
+        };
+        if stopped {
+            return;
+        }
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + TICK;
+            // Mappings made under the guard are replaced once it is gone (new ones are then read with pread),
+            // as a timed revalidation would; a watched file is otherwise never revalidated.
+            if guarded && !protection_active() {
+                guarded = false;
+                let mut reached = Reached::new();
+                shared
+                    .lock()
+                    .table
+                    .everything_mapped(Effect::Forget, &mut reached);
+                apply(shared, reached);
+            }
+        }
+        if !events {
+            continue;
+        }
+        loop {
+            match inotify.read_events(&mut buffer) {
+                Ok(events) => dispatch(shared, events),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return give_up(shared, e),
+            }
+        }
+    }
+}
+
+/// Marks what one read's events reach.
+fn dispatch(shared: &Shared, events: Events<'_>) {
+    let mut reached = Reached::new();
+    {
+        let mut state = shared.lock();
+        for event in events {
+            let wd = event.wd.get_watch_descriptor_id();
+            state.table.reach(wd, event.mask, event.name, &mut reached);
+        }
+    }
+    apply(shared, reached);
+}
+
+/// Marks each reached entry changed (the next lookup replaces it) and does what its event asks of the file.
+fn apply(shared: &Shared, reached: Reached) {
+    for (_, (entry, effect)) in reached {
+        if entry.set_changed() {
+            Counters::count(&shared.counters.changes_seen);
+        }
+        let file = entry.file();
+        match effect {
+            Effect::Forget => {}
+            // One `stat`: poisons the file when the path still names it and it is no longer the version
+            // mapped, as a body's final re-check would.
+            Effect::Check => {
+                let _ = file.still_matches();
+            }
+            Effect::Poison if file.is_shared() => file.mark_changed(),
+            Effect::Poison => {}
+        }
+    }
+}
+
+/// The thread cannot go on: every watched file is treated as changed (each is re-opened, and revalidated by
+/// time from then on) and no new one is watched.
+fn give_up(shared: &Shared, error: io::Error) {
+    tracing::error!(%error, "mmap-serve: the file watch failed; cached files are revalidated by time");
+    shared.abandon();
+    let mut reached = Reached::new();
+    let mut state = shared.lock();
+    state
+        .table
+        .reach(-1, inotify::EventMask::Q_OVERFLOW, None, &mut reached);
+    drop(state);
+    apply(shared, reached);
+}
