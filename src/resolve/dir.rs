@@ -310,14 +310,14 @@ impl DirResolver {
     /// confinement.
     fn file(&self, path: PathBuf, uri_path: &str) -> ResolvedFile {
         let config = &*self.config;
-        let ext = extension_of(&path).and_then(std::ffi::OsStr::to_str);
+        let ext = extension_of(&path);
         let content_type = self.content_type(ext);
         let download = (!config.download_extensions.is_empty()
             && ext.is_some_and(|ext| {
                 config
                     .download_extensions
                     .iter()
-                    .any(|d| d.eq_ignore_ascii_case(ext))
+                    .any(|d| d.as_bytes().eq_ignore_ascii_case(ext))
             }))
             || config
                 .download_prefixes
@@ -342,13 +342,13 @@ impl DirResolver {
     }
 
     /// The Content-Type of a file with extension `ext`: the user's, else the guess with the charset rule.
-    fn content_type(&self, ext: Option<&str>) -> HeaderValue {
+    fn content_type(&self, ext: Option<&[u8]>) -> HeaderValue {
         let config = &*self.config;
         if let Some(ext) = ext
             && let Some((_, value)) = config
                 .types
                 .iter()
-                .find(|(known, _)| known.eq_ignore_ascii_case(ext))
+                .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(ext))
         {
             return value.clone();
         }
@@ -371,12 +371,12 @@ impl Resolve for DirResolver {
 /// The type `mime_guess` knows for `ext` (`application/octet-stream` when none), with `; charset={charset}` on
 /// text types. Each thread remembers its last answer: requests for one kind of file in a row (the common
 /// case) pay for neither the guess nor the value's allocation.
-fn guessed_type(ext: Option<&str>, charset: Option<&str>) -> HeaderValue {
+fn guessed_type(ext: Option<&[u8]>, charset: Option<&str>) -> HeaderValue {
     use std::cell::RefCell;
     const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
     /// The last extension and charset asked for, and the answer.
     struct Guess {
-        ext: Box<str>,
+        ext: Box<[u8]>,
         charset: Option<Box<str>>,
         value: HeaderValue,
     }
@@ -393,7 +393,11 @@ fn guessed_type(ext: Option<&str>, charset: Option<&str>) -> HeaderValue {
         _ => None,
     });
     remembered.unwrap_or_else(|| {
-        let value = match mime_guess::from_ext(ext).first_raw() {
+        // An extension that is not UTF-8 is no type mime_guess knows.
+        let guess = std::str::from_utf8(ext)
+            .ok()
+            .and_then(|ext| mime_guess::from_ext(ext).first_raw());
+        let value = match guess {
             None => OCTET_STREAM,
             Some(essence) => match charset.filter(|_| takes_charset(essence)) {
                 Some(charset) => HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
@@ -425,8 +429,8 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// `path.extension()`, read off the bytes of the last name (`Path::extension` parses every component first).
-fn extension_of(path: &Path) -> Option<&std::ffi::OsStr> {
+/// `path.extension()` as bytes, read off the last name (`Path::extension` parses every component first).
+fn extension_of(path: &Path) -> Option<&[u8]> {
     use std::os::unix::ffi::OsStrExt;
     let name = path.as_os_str().as_bytes().rsplit(|&b| b == b'/').next()?;
     if name == b".." {
@@ -437,7 +441,7 @@ fn extension_of(path: &Path) -> Option<&std::ffi::OsStr> {
         .iter()
         .rposition(|&b| b == b'.')
         .filter(|&dot| dot > 0)?;
-    Some(std::ffi::OsStr::from_bytes(name.get(dot + 1..)?))
+    name.get(dot + 1..)
 }
 
 #[cfg(test)]
@@ -693,7 +697,11 @@ mod tests {
             "/r/a..b",
         ] {
             let path = Path::new(name);
-            assert_eq!(extension_of(path), path.extension(), "{name}");
+            assert_eq!(
+                extension_of(path),
+                path.extension().map(std::os::unix::ffi::OsStrExt::as_bytes),
+                "{name}"
+            );
         }
     }
 

@@ -52,13 +52,26 @@ fn unfit(c: char) -> Option<Unfit> {
 
 /// The first unfit character of `s`, if any.
 fn first_unfit(s: &str) -> Option<Unfit> {
-    if s.is_ascii() {
-        // Byte by byte: for ASCII the same test, without decoding characters.
-        s.bytes().find_map(|b| unfit(char::from(b)))
+    // The usual name is printable ASCII without a separator or a colon: one table lookup a byte. Anything
+    // else (non-ASCII bytes included, which may be C1 controls) is decoded and judged character by character.
+    if s.bytes().all(|b| PLAIN[usize::from(b)]) {
+        None
     } else {
         s.chars().find_map(unfit)
     }
 }
+
+/// The bytes [`unfit`] finds nothing wrong with that stand for themselves: printable ASCII but `/`, `\` and
+/// `:`. Computed at compile time.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'/' | b'\\' | b':');
+        b += 1;
+    }
+    table
+};
 
 /// Percent-decodes one raw URL path segment exactly once and checks that it is a safe file name.
 ///
@@ -158,6 +171,14 @@ mod tests {
             decode_segment("plain"),
             Ok(Cow::Borrowed("plain"))
         ));
+    }
+
+    #[test]
+    fn the_plain_byte_table_agrees_with_the_character_rule() {
+        for b in 0..=u8::MAX {
+            let by_rule = b.is_ascii() && unfit(char::from(b)).is_none();
+            assert_eq!(PLAIN[usize::from(b)], by_rule, "byte {b:#04x}");
+        }
     }
 
     #[test]
