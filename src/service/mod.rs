@@ -11,5 +11,6 @@ mod serve;
 
 pub use future::MmapServeFuture;
 pub use layer::{FallThrough, FallThroughBody, FallThroughFuture, MmapServeLayer};
+#[cfg(feature = "axum")]
 pub(crate) use respond::error_response;
 pub use serve::{DEFAULT_MAX_RANGES, MmapServe};
