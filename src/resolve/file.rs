@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use http::header::{HeaderMap, HeaderName};
 use http::{HeaderValue, StatusCode};
 
 use super::Confinement;
@@ -14,6 +15,10 @@ use super::{DirResolver, Resolve};
 /// The answer of a [`Resolve`]r.
 #[derive(Debug)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and matched at once: boxing the file would cost every request an allocation"
+)]
 pub enum Resolution {
     /// Serve this file.
     File(ResolvedFile),
@@ -147,6 +152,10 @@ pub struct ResolvedFile {
     /// A Content-Disposition value to send with 200 and 206 responses (RFC 6266): whether a browser shows the
     /// file or saves it, and under which name. See [`download_as`](Self::download_as).
     pub content_disposition: Option<HeaderValue>,
+    /// Further fields sent with every response about the file (200, 206, 304, 412 and 416), such as `Vary`
+    /// or a resolver's own `X-` fields. A field the service sets itself (the framing fields, `ETag`,
+    /// `Content-Type`, ...) keeps the service's value; see [`header`](Self::header).
+    pub headers: HeaderMap,
     /// Whether the content never changes: the cache then never revalidates the mapping.
     pub immutable: bool,
     follow_symlinks: bool,
@@ -173,6 +182,7 @@ impl ResolvedFile {
             etag: None,
             cache_control: None,
             content_disposition: None,
+            headers: HeaderMap::new(),
             immutable: false,
             follow_symlinks: true,
             confinement: None,
@@ -231,6 +241,30 @@ impl ResolvedFile {
     pub fn inline_as(self, name: &str) -> Self {
         use crate::http::disposition::{Disposition, content_disposition};
         self.content_disposition(content_disposition(Disposition::Inline, name))
+    }
+
+    /// Adds a field to every response about the file (200, 206, 304, 412 and 416), after those already
+    /// added; a name added twice is sent twice. Names the service sets itself are not replaced: the
+    /// service's framing (`Content-Length`, `Content-Range`), validators (`ETag`, `Last-Modified`) and the
+    /// setters above (`Content-Type`, `Cache-Control`, `Content-Disposition`) always win, so a resolver cannot
+    /// make a response contradict its body.
+    ///
+    /// Default: no further fields (and nothing allocated).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::{HeaderValue, header};
+    /// use mmap_serve::ResolvedFile;
+    ///
+    /// let file = ResolvedFile::new("/srv/app.js")
+    ///     .header(header::VARY, HeaderValue::from_static("Accept-Encoding"))
+    ///     .header(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    /// assert_eq!(file.headers[header::VARY], "Accept-Encoding");
+    /// ```
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
     }
 
     /// Sets the `Cache-Control` of the response.

@@ -99,6 +99,8 @@ struct Representation<'a> {
     content_length: &'a HeaderValue,
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
+    /// The resolver's further fields, for every response about the file.
+    extra: &'a HeaderMap,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
@@ -134,6 +136,7 @@ impl<'a> Representation<'a> {
             content_length: &v.length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
+            extra: &resolved.headers,
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
         }
@@ -155,13 +158,44 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         len: rep.content.len(),
         content_type: rep.content_type.as_bytes(),
     };
-    match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
+    let mut response = match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
         Answer::PreconditionFailed => empty(StatusCode::PRECONDITION_FAILED),
         Answer::NotModified => not_modified(rep),
         Answer::Full => full(rep, limits),
         Answer::Single(part) => single(rep, part, limits),
         Answer::Multi(layout) => multi(rep, layout, limits),
         Answer::Unsatisfiable => unsatisfiable(rep.content.len()),
+    };
+    extra_headers(response.headers_mut(), rep.extra);
+    response
+}
+
+/// Fields only the service sets, on any answer about a file: a resolver's value for one of them is dropped,
+/// even on an answer that has none (a 304 has no Content-Length, and must not get one).
+const SERVICE_FIELDS: [header::HeaderName; 10] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::ACCEPT_RANGES,
+    header::CACHE_CONTROL,
+    header::CONTENT_DISPOSITION,
+    header::CONNECTION,
+];
+
+/// Adds the resolver's further fields, each name the response does not have yet with all its values.
+fn extra_headers(h: &mut HeaderMap, extra: &HeaderMap) {
+    if extra.is_empty() {
+        return;
+    }
+    for name in extra.keys() {
+        if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
+            for value in extra.get_all(name) {
+                h.append(name.clone(), value.clone());
+            }
+        }
     }
 }
 
@@ -461,6 +495,37 @@ mod tests {
         assert!(header(&r, "last-modified").is_none());
         assert!(header(&r, "content-length").is_none());
         assert!(header(&r, "content-type").is_none());
+    }
+
+    #[test]
+    fn further_fields_are_on_every_answer_and_never_replace_the_services() {
+        let (_dir, entry, resolved) = fixture();
+        let resolved = resolved
+            .header(header::VARY, HeaderValue::from_static("Accept-Encoding"))
+            .header(header::VARY, HeaderValue::from_static("Accept"))
+            .header(header::ETAG, HeaderValue::from_static("\"forged\""))
+            .header(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+        let etag = entry.file().etag();
+        let cases: [&[(&'static str, &'static str)]; 6] = [
+            &[],
+            &[("range", "bytes=0-9")],
+            &[("range", "bytes=0-9,20-29")],
+            &[("range", "bytes=5000-")],
+            &[("if-none-match", etag.clone().leak())],
+            &[("if-match", "\"other\"")],
+        ];
+        let mut statuses = Vec::new();
+        for headers in cases {
+            let r = run_on(&entry, &resolved, Method::GET, headers);
+            statuses.push(r.status().as_u16());
+            let vary: Vec<_> = r.headers().get_all("vary").iter().collect();
+            assert_eq!(vary, ["Accept-Encoding", "Accept"], "{}", r.status());
+            assert_ne!(header(&r, "content-length"), Some("1"), "{}", r.status());
+            if let Some(tag) = header(&r, "etag") {
+                assert_eq!(tag, etag, "{}", r.status());
+            }
+        }
+        assert_eq!(statuses, [200, 206, 206, 416, 304, 412]);
     }
 
     #[test]
