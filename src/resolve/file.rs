@@ -102,13 +102,18 @@ impl Rejection {
         }
     }
 
-    /// A 500 Internal Server Error with `reason`: for the crate's own resolvers, when a file they must read to
-    /// resolve a request is not what it should be (a malformed safetensors header). The client could not have
-    /// avoided it, so it is no rejection of the request; it travels the same way, and the layer form answers
-    /// it too.
-    pub(crate) const fn server_error(reason: &'static str) -> Self {
+    /// A 5xx answer with `reason`, for the crate's own resolvers when they must read a file to resolve a
+    /// request and cannot (a malformed safetensors header, an I/O error): the client could not have avoided
+    /// it, so it is no rejection of the request, but it travels the same way and the layer form answers it
+    /// too. A `status` that is not 5xx becomes 500.
+    pub(crate) fn server_error(status: StatusCode, reason: &'static str) -> Self {
+        let status = if status.is_server_error() {
+            status
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             reason: Cow::Borrowed(reason),
         }
     }
@@ -121,9 +126,9 @@ impl Rejection {
         }
     }
 
-    /// The status code to answer with: 4xx for every rejection a resolver makes with [`new`](Self::new); the
-    /// crate's [`SafetensorsResolver`](crate::SafetensorsResolver) also answers 500 through this for a file
-    /// whose header is malformed.
+    /// The status code to answer with: 4xx for every rejection made with [`new`](Self::new); the crate's
+    /// [`SafetensorsResolver`](crate::SafetensorsResolver) also answers 5xx this way, for a file it cannot read
+    /// (a malformed safetensors header is a 500).
     pub fn status(&self) -> StatusCode {
         self.status
     }
