@@ -232,10 +232,16 @@ impl Part<'_> {
 /// The file part of `uri_path` and what it names inside the file, when it names something inside a
 /// `.safetensors` file: the path up to the first `.safetensors/` followed by `header` or `tensors/{name}`.
 fn split(uri_path: &str) -> Option<(&str, Result<Part<'_>, Rejection>)> {
-    const SUFFIX: &str = ".safetensors/";
-    let mut from = 0;
-    while let Some(at) = uri_path[from..].find(SUFFIX) {
-        let end = from + at + SUFFIX.len();
+    const SUFFIX: &[u8] = b".safetensors/";
+    // A scan for each `.`, then a comparison: `str::find` builds a two-way searcher per call, which cost
+    // more than the rest of the split on short paths (measured: about 500 instructions a request).
+    let bytes = uri_path.as_bytes();
+    for (at, _) in bytes.iter().enumerate().filter(|&(_, &b)| b == b'.') {
+        if !bytes[at..].starts_with(SUFFIX) {
+            continue;
+        }
+        // Both cuts are next to ASCII bytes of the suffix: char boundaries.
+        let end = at + SUFFIX.len();
         let (file, rest) = (&uri_path[..end - 1], &uri_path[end..]);
         if rest == "header" {
             return Some((file, Ok(Part::Header)));
@@ -243,7 +249,6 @@ fn split(uri_path: &str) -> Option<(&str, Result<Part<'_>, Rejection>)> {
         if let Some(name) = rest.strip_prefix("tensors/") {
             return Some((file, decode_name(name)));
         }
-        from = end;
     }
     None
 }
@@ -362,22 +367,31 @@ fn answer(file: ResolvedFile, part: &Part<'_>, mapped: &MmapFile, parsed: &Parse
             ));
         }
     };
-    let mut file = file.version(*mapped.identity());
-    // The file's name as a download would be the wrong name for a part of it.
-    file.content_disposition = None;
-    Resolution::File(match part {
-        Part::Header => file.window(index.header.clone()).content_type(JSON.clone()),
+    // Set in place rather than through the builder setters, each of which moves the whole value.
+    let mut file = file;
+    match part {
+        Part::Header => {
+            file.window = Some(index.header.clone());
+            file.content_type = Some(JSON.clone());
+        }
         Part::Tensor(name) => {
             let Some(tensor) = index.tensors.get(&**name) else {
                 return Resolution::NotFound;
             };
-            file.window(tensor.window.clone())
-                .content_type(OCTET_STREAM.clone())
-                .header(X_TENSOR_DTYPE.clone(), tensor.dtype.clone())
-                .header(X_TENSOR_SHAPE.clone(), tensor.shape.clone())
+            file.window = Some(tensor.window.clone());
+            file.content_type = Some(OCTET_STREAM.clone());
+            file.headers.reserve(2);
+            file.headers
+                .append(X_TENSOR_DTYPE.clone(), tensor.dtype.clone());
+            file.headers
+                .append(X_TENSOR_SHAPE.clone(), tensor.shape.clone());
         }
         Part::Unnamable => return Resolution::NotFound,
-    })
+    }
+    file.version = Some(*mapped.identity());
+    // The file's name as a download would be the wrong name for a part of it.
+    file.content_disposition = None;
+    Resolution::File(file)
 }
 
 /// The answer for a file that could not be opened: not there (404, or the next service for the layer form),
