@@ -9,7 +9,11 @@
 //! - `GET /tensor/{name}?start=S&end=E`: 206 with bytes `S..E` (end exclusive), 416 out of bounds, 400 if S > E;
 //! - `GET /ipfs/{cid}`: the same store addressed by CID through `CidResolver` (immutable, `ETag: "{cid}"`);
 //! - `GET /cache/stats`: the shared cache's counters as JSON (with how many frames were sent from memory and
-//!   how many were brought in from disk first).
+//!   how many were brought in from disk first);
+//! - `GET /models/{file}.safetensors`: a safetensors checkpoint under `{storage}/models` through
+//!   `SafetensorsResolver`, `/models/{file}.safetensors/tensors/{name}` one tensor of it (its bytes, with
+//!   `X-Tensor-Dtype` and `X-Tensor-Shape`; a `/` in a name may be written `%2F`), and
+//!   `/models/{file}.safetensors/header` its header JSON. The demo storage has `models/demo.safetensors`.
 //!
 //! Every response carries `X-Served-By: mmap`.
 
@@ -23,8 +27,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mmap_serve::{
-    CidResolver, MmapBody, MmapCache, MmapError, MmapFile, MmapServe, NeverPending, Resolution,
-    Resolve, ResolvedFile, Resolving,
+    CidResolver, DirResolver, MmapBody, MmapCache, MmapError, MmapFile, MmapServe, NeverPending,
+    Resolution, Resolve, ResolvedFile, Resolving, SafetensorsResolver,
 };
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -80,12 +84,21 @@ pub fn app(state: AppState) -> Router {
             .bare_paths(false),
         Arc::clone(&state.mmap_cache),
     );
+    // `/models/...` reaches the service with the prefix stripped: `/demo.safetensors/tensors/embed.weight`.
+    let models = MmapServe::with_cache(
+        SafetensorsResolver::new(
+            DirResolver::new(state.storage_path.join("models")),
+            Arc::clone(&state.mmap_cache),
+        ),
+        Arc::clone(&state.mmap_cache),
+    );
     Router::new()
         .route(
             "/tensor/{cid}",
             get(get_tensor).with_state((state.clone(), tensors)),
         )
         .route_service("/ipfs/{cid}", cids)
+        .nest_service("/models", models)
         .route("/cache/stats", get(cache_stats))
         .layer(axum::middleware::map_response(served_by))
         .with_state(state)
@@ -212,14 +225,58 @@ pub fn create_demo_storage(dir: &Path) -> std::io::Result<()> {
         (DEMO_CID.to_string(), demo_bytes(1 << 20, 7, 3)),
     ];
     for (name, bytes) in tensors {
-        let path = dir.join(format!("{name}.tensor"));
-        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(bytes.len() as u64) {
-            let tmp = dir.join(format!("{name}.tensor.tmp"));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(tmp, path)?;
-        }
+        write_if_changed(&dir.join(format!("{name}.tensor")), &bytes)?;
+    }
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models)?;
+    write_if_changed(&models.join("demo.safetensors"), &demo_checkpoint())
+}
+
+/// Writes `bytes` to `path` by write-then-rename, unless `path` already holds them.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(path).ok().as_deref() != Some(bytes) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(tmp, path)?;
     }
     Ok(())
+}
+
+/// The demo checkpoint's tensors: name, dtype, shape and little-endian bytes.
+pub fn demo_tensors() -> Vec<(&'static str, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    use safetensors::Dtype;
+    // 128 KiB, so that the file is past the small-file threshold and memory-mapped.
+    let embed: Vec<u8> = (0..256 * 128)
+        .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+        .collect();
+    // F16 bit patterns 0x3c00.. (1.0 and up): finite halves without a conversion crate.
+    let q_proj: Vec<u8> = (0..32 * 32u16)
+        .flat_map(|i| (0x3c00 + i).to_le_bytes())
+        .collect();
+    let positions: Vec<u8> = (0..128i64).flat_map(|i| (i - 64).to_le_bytes()).collect();
+    vec![
+        (
+            "model.embed_tokens.weight",
+            Dtype::F32,
+            vec![256, 128],
+            embed,
+        ),
+        ("layers.0/attn.q_proj", Dtype::F16, vec![32, 32], q_proj),
+        ("positions", Dtype::I64, vec![128], positions),
+    ]
+}
+
+/// `demo_tensors` as a safetensors file, written by the `safetensors` crate.
+pub fn demo_checkpoint() -> Vec<u8> {
+    let tensors = demo_tensors();
+    let views = tensors.iter().map(|(name, dtype, shape, bytes)| {
+        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+            .expect("the bytes match dtype x shape");
+        (*name, view)
+    });
+    let views: Vec<_> = views.collect();
+    safetensors::serialize(views.iter().map(|(name, view)| (*name, view)), None)
+        .expect("a valid checkpoint")
 }
 
 #[allow(
@@ -265,6 +322,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -s -i -r 0-15 {url}/tensor/example2");
     println!("  curl -s -I {url}/ipfs/{DEMO_CID}");
     println!("  curl -s {url}/cache/stats");
+    println!("  curl -s {url}/models/demo.safetensors/header");
+    println!("  curl -s -i {url}/models/demo.safetensors/tensors/positions -r 0-15");
+    println!(
+        "  curl -s {url}/models/demo.safetensors/tensors/model.embed_tokens.weight | python3 -c \
+         'import sys, numpy as np; print(np.frombuffer(sys.stdin.buffer.read(), \"<f4\").reshape(256, 128))'"
+    );
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -63,3 +63,34 @@ pub fn evaluate_preconditions(
         Precondition::Failed => Verdict::Failed,
     }
 }
+
+/// One tensor of a safetensors header, as [`safetensors_index`] checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorWindow {
+    /// The tensor's name.
+    pub name: String,
+    /// Its bytes, in file offsets.
+    pub window: Range<u64>,
+    /// `X-Tensor-Dtype`.
+    pub dtype: String,
+    /// `X-Tensor-Shape`.
+    pub shape: String,
+}
+
+/// The safetensors header parser on a whole file: the header's window and the tensors' (any order), or why
+/// the file is malformed.
+pub fn safetensors_index(file: &[u8]) -> Result<(Range<u64>, Vec<TensorWindow>), String> {
+    let index = crate::resolve::index_of_file(file).map_err(|e| e.to_string())?;
+    let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let tensors = index
+        .tensors
+        .iter()
+        .map(|(name, t)| TensorWindow {
+            name: name.to_string(),
+            window: t.window.clone(),
+            dtype: text(&t.dtype),
+            shape: text(&t.shape),
+        })
+        .collect();
+    Ok((index.header, tensors))
+}

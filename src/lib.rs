@@ -136,7 +136,7 @@ pub use mmap::guard::{caught_faults as sigbus_faults_caught, sigbus_protection_a
 pub use mmap::identity::FileIdentity;
 pub use resolve::{
     CidResolver, DirResolver, NeverPending, Rejection, Resolution, Resolve, ResolvedFile,
-    Resolving, ResolvingFuture,
+    Resolving, ResolvingFuture, SafetensorsFuture, SafetensorsResolver,
 };
 pub use service::{
     DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe,

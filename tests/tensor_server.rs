@@ -127,3 +127,70 @@ async fn ipfs_by_cid_and_cache_stats() {
         assert!(text.contains(key), "{key} in {text}");
     }
 }
+
+#[tokio::test]
+async fn the_demo_checkpoint_s_tensors_header_and_file() {
+    let (dir, url) = start().await;
+    let file = std::fs::read(dir.path().join("models/demo.safetensors")).expect("the checkpoint");
+    let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
+    let data = 8 + n;
+    let header = fetch(
+        false,
+        Method::GET,
+        &format!("{url}/models/demo.safetensors/header"),
+        &[],
+    )
+    .await;
+    assert_eq!(header.status, 200);
+    assert_eq!(header.header("content-type"), "application/json");
+    assert_eq!(&header.body[..], &file[8..data]);
+    let json: serde_json::Value = serde_json::from_slice(&header.body).expect("JSON");
+
+    for (name, dtype, shape, bytes) in mmap_tensor_server::demo_tensors() {
+        let encoded = name.replace('/', "%2F");
+        let tensor = fetch(
+            false,
+            Method::GET,
+            &format!("{url}/models/demo.safetensors/tensors/{encoded}"),
+            &[],
+        )
+        .await;
+        assert_eq!(tensor.status, 200, "{name}");
+        assert_eq!(&tensor.body[..], &bytes[..], "{name}");
+        assert_eq!(tensor.header("x-tensor-dtype"), dtype.to_string());
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        assert_eq!(tensor.header("x-tensor-shape"), dims.join(","));
+        assert_eq!(tensor.header("x-served-by"), "mmap");
+        // The file holds them at the header's offsets.
+        let offsets = &json[name]["data_offsets"];
+        let begin = data + offsets[0].as_u64().expect("begin") as usize;
+        let end = data + offsets[1].as_u64().expect("end") as usize;
+        assert_eq!(&file[begin..end], &bytes[..], "{name}");
+    }
+    let ranged = fetch(
+        false,
+        Method::GET,
+        &format!("{url}/models/demo.safetensors/tensors/positions"),
+        &[("range", "bytes=8-15")],
+    )
+    .await;
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.header("content-range"), "bytes 8-15/1024");
+    assert_eq!(&ranged.body[..], &(-63i64).to_le_bytes());
+    let whole = fetch(
+        false,
+        Method::GET,
+        &format!("{url}/models/demo.safetensors"),
+        &[],
+    )
+    .await;
+    assert_eq!((whole.status.as_u16(), whole.body.len()), (200, file.len()));
+    let unknown = fetch(
+        false,
+        Method::GET,
+        &format!("{url}/models/demo.safetensors/tensors/nope"),
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+}

@@ -151,6 +151,8 @@ enum Kind {
 struct MultipartState {
     layout: Multipart,
     content: Content,
+    /// Where the representation the layout's ranges are relative to starts in `content` (a window's start).
+    offset: u64,
     current: Segment,
     next_piece: usize,
     remaining: u64,
@@ -172,12 +174,19 @@ impl MmapBody {
         Self::single(Segment::Memory(data), chunk_size)
     }
 
-    /// The multipart body laid out by `layout` over the whole representation `content`.
-    pub(crate) fn multipart(layout: Multipart, content: Content, chunk_size: usize) -> Self {
+    /// The multipart body laid out by `layout` over the representation that starts at `offset` in `content`
+    /// (0 for the whole file, a window's start otherwise).
+    pub(crate) fn multipart(
+        layout: Multipart,
+        content: Content,
+        offset: u64,
+        chunk_size: usize,
+    ) -> Self {
         let remaining = layout.content_length();
         let state = MultipartState {
             layout,
             content,
+            offset,
             current: Segment::Memory(Bytes::new()),
             next_piece: 0,
             remaining,
@@ -454,7 +463,10 @@ impl MmapBody {
                 }
                 state.current = match state.layout.piece_at(state.next_piece)? {
                     Piece::Framing(bytes) => Segment::Memory(bytes),
-                    Piece::Data(range) => Segment::of(&state.content, range)?,
+                    Piece::Data(range) => {
+                        let at = state.offset;
+                        Segment::of(&state.content, at + range.start..at + range.end)?
+                    }
                 };
                 state.next_piece += 1;
             },
@@ -559,7 +571,7 @@ mod tests {
         let expected: Vec<u8> = (0..layout.piece_count())
             .flat_map(|i| layout.piece(i, &file).expect("piece").to_vec())
             .collect();
-        let (frames, hint) = drain(MmapBody::multipart(layout, Content::Memory(file), 4096));
+        let (frames, hint) = drain(MmapBody::multipart(layout, Content::Memory(file), 0, 4096));
         assert_eq!(hint, expected.len() as u64);
         assert!(frames.iter().all(|f| f.len() <= 4096));
         assert_eq!(frames.concat(), expected);
@@ -660,11 +672,37 @@ mod tests {
         let (from_memory, _) = drain(MmapBody::multipart(
             layout.clone(),
             Content::Memory(memory),
+            0,
             4096,
         ));
-        let (read, error) = poll_all(MmapBody::multipart(layout, content, 4096), || {});
+        let (read, error) = poll_all(MmapBody::multipart(layout, content, 0, 4096), || {});
         assert!(error.is_none(), "{error:?}");
         assert_eq!(read.concat(), from_memory.concat());
+    }
+
+    #[test]
+    fn a_multipart_body_at_an_offset_sends_the_window_s_bytes_from_memory_and_from_reads() {
+        let len = 300_000;
+        let (_d, _p, content) = pread_file(len);
+        let file = Bytes::from(pattern(len));
+        // The window 1000..201_000 of the file, as the representation its own ranges count from.
+        let window = file.slice(1000..201_000);
+        let parts = [0..10, 50_000..120_000, 199_990..200_000];
+        let layout = Multipart::new(&parts, 200_000, b"application/x-test", Boundary::new());
+        let expected: Vec<u8> = (0..layout.piece_count())
+            .flat_map(|i| layout.piece(i, &window).expect("piece").to_vec())
+            .collect();
+        let (from_memory, hint) = drain(MmapBody::multipart(
+            layout.clone(),
+            Content::Memory(file),
+            1000,
+            4096,
+        ));
+        assert_eq!(hint, expected.len() as u64);
+        assert_eq!(from_memory.concat(), expected);
+        let (read, error) = poll_all(MmapBody::multipart(layout, content, 1000, 4096), || {});
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(read.concat(), expected);
     }
 
     #[tokio::test]

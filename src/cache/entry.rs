@@ -2,6 +2,7 @@
 //! clock, the watch state, the confinement tag and what it learnt from its predecessor; no I/O and no HTTP
 //! decisions.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,9 @@ pub(crate) struct Entry {
     watch: AtomicU8,
     /// The file's watches, held while the entry lives (dropping it removes the watches no other entry uses).
     registration: OnceLock<Registration>,
+    /// What a resolver derived from this mapping's bytes (a parsed index), made once and dropped with the
+    /// entry: a changed file gets a new entry, and so a new attachment.
+    attachment: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 /// What the cache's watch knows of an entry's file.
@@ -53,7 +57,23 @@ impl Entry {
             date_ambiguous: AtomicBool::new(false),
             watch: AtomicU8::new(Watch::Unwatched as u8),
             registration: OnceLock::new(),
+            attachment: OnceLock::new(),
         }
+    }
+
+    /// The value of type `T` attached to this entry, if one is (no lock, no allocation: one load and a type
+    /// check).
+    pub(crate) fn attachment<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.attachment.get()?.downcast_ref()
+    }
+
+    /// The value of type `T` attached to this entry, made by `make` if none is yet (concurrent callers wait
+    /// for one `make`); None when a value of another type holds the entry's one slot, and then `make` is not
+    /// called.
+    pub(crate) fn attach_with<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.attachment
+            .get_or_init(|| Box::new(make()))
+            .downcast_ref()
     }
 
     /// What the watch knows of the file: one relaxed load (it orders nothing; a change seen a moment later is
@@ -201,6 +221,26 @@ mod tests {
         assert_eq!(
             future.strong_date_from, None,
             "a date in the future is never strong"
+        );
+    }
+
+    #[test]
+    fn an_attachment_is_made_once_and_typed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").expect("write");
+        let entry = Entry::new(MmapFile::new(&path).expect("open"), 0);
+        assert_eq!(entry.attachment::<u32>(), None);
+        assert_eq!(entry.attach_with(|| 7u32), Some(&7));
+        assert_eq!(
+            entry.attach_with(|| -> u32 { panic!("made once") }),
+            Some(&7)
+        );
+        assert_eq!(entry.attachment::<u32>(), Some(&7));
+        assert_eq!(entry.attachment::<u64>(), None, "another type");
+        assert_eq!(
+            entry.attach_with(|| -> u64 { panic!("not made: the slot is taken") }),
+            None
         );
     }
 

@@ -2,6 +2,7 @@
 //! no I/O and no HTTP decisions.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,10 +12,15 @@ use http::{HeaderValue, StatusCode};
 use super::Confinement;
 #[cfg(doc)]
 use super::{DirResolver, Resolve};
+use crate::FileIdentity;
 
 /// The answer of a [`Resolve`]r.
 #[derive(Debug)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and matched at once: boxing the file would cost every request an allocation"
+)]
 pub enum Resolution {
     /// Serve this file.
     File(ResolvedFile),
@@ -96,6 +102,22 @@ impl Rejection {
         }
     }
 
+    /// A 5xx answer with `reason`, for the crate's own resolvers when they must read a file to resolve a
+    /// request and cannot (a malformed safetensors header, an I/O error): the client could not have avoided
+    /// it, so it is no rejection of the request, but it travels the same way and the layer form answers it
+    /// too. A `status` that is not 5xx becomes 500.
+    pub(crate) fn server_error(status: StatusCode, reason: &'static str) -> Self {
+        let status = if status.is_server_error() {
+            status
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self {
+            status,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+
     /// A 400 Bad Request rejection with a static reason, usable in `const` items.
     pub(crate) const fn bad_request(reason: &'static str) -> Self {
         Self {
@@ -104,7 +126,9 @@ impl Rejection {
         }
     }
 
-    /// The status code to answer with (always 4xx).
+    /// The status code to answer with: 4xx for every rejection made with [`new`](Self::new); the crate's
+    /// [`SafetensorsResolver`](crate::SafetensorsResolver) also answers 5xx this way, for a file it cannot read
+    /// (a malformed safetensors header is a 500).
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -150,13 +174,18 @@ pub struct ResolvedFile {
     pub content_disposition: Option<HeaderValue>,
     /// Whether the content never changes: the cache then never revalidates the mapping.
     pub immutable: bool,
+    /// The byte range of the file that is the whole representation, when it is not the whole file; see
+    /// [`window`](Self::window).
+    pub window: Option<Range<u64>>,
+    /// The version of the file the resolver's answer was decided from; see [`version`](Self::version).
+    pub version: Option<FileIdentity>,
     follow_symlinks: bool,
     confinement: Option<Confinement>,
     redirect_if_directory: bool,
     /// Further fields for every response about the file; boxed and absent unless a resolver adds one, so that
     /// a file without them costs the hot path nothing to make, move and drop (measured: an inline empty
     /// `HeaderMap` cost about 230 instructions per request).
-    headers: Option<Box<HeaderMap>>,
+    pub(crate) headers: Option<Box<HeaderMap>>,
 }
 
 impl ResolvedFile {
@@ -179,6 +208,8 @@ impl ResolvedFile {
             cache_control: None,
             content_disposition: None,
             immutable: false,
+            window: None,
+            version: None,
             follow_symlinks: true,
             confinement: None,
             redirect_if_directory: false,
@@ -273,6 +304,75 @@ impl ResolvedFile {
     /// Default: none (no `Cache-Control` field).
     pub fn cache_control(mut self, value: HeaderValue) -> Self {
         self.cache_control = Some(value);
+        self
+    }
+
+    /// Serves the bytes `range` of the file (half-open, in file offsets) as the whole representation: one
+    /// tensor of a checkpoint, one member of an uncompressed archive.
+    ///
+    /// Everything the service does for a file it does for the window, in the window's coordinates: its own
+    /// `Content-Length`; Range requests are relative to the window (`bytes=0-9` is its first ten bytes, and
+    /// `Content-Range` gives the window's length, RFC 9110 §14.4); every precondition, HEAD and multipart.
+    /// The bytes are zero-copy slices of the same cached mapping, watched for truncation and change as the
+    /// file's are.
+    ///
+    /// The window has an entity-tag of its own (RFC 9110 §8.8.3): the file's (the one derived from its
+    /// identity, or [`etag`](Self::etag)'s) with `-{start}-{end}` appended inside the quotes, so
+    /// `"a0-1f2e"` becomes `"a0-1f2e-8-24"`. Two windows of one file never share one, and a changed file
+    /// changes them all; a weak file tag gives weak window tags. `Last-Modified` is the file's.
+    ///
+    /// A window that does not lie inside the file as the cache maps it when the request is answered (the file
+    /// was shortened since the resolver chose the window, or never was that long) is answered 500 Internal
+    /// Server Error, logged: the resolver named bytes that are not there, which the client could not have
+    /// avoided. (A resolver that chose the window from the file's content should also pin the
+    /// [`version`](Self::version) it read, and then a changed file is a 503 to retry instead.)
+    ///
+    /// Default: none (the whole file is the representation).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{MmapServe, Resolution, ResolvedFile};
+    /// use tower::ServiceExt;
+    /// # let d = tempfile::tempdir()?; let path = d.path().join("pack.bin");
+    /// # std::fs::write(&path, (0..=255u8).collect::<Vec<_>>())?;
+    /// // `/member` is bytes 16..48 of pack.bin.
+    /// let serve = MmapServe::new(move |_: &http::request::Parts| {
+    ///     std::future::ready(Resolution::file(ResolvedFile::new(&path).window(16..48)))
+    /// });
+    /// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let request = http::Request::get("/member").header("range", "bytes=0-3").body(())?;
+    /// let response = rt.block_on(serve.oneshot(request))?;
+    /// assert_eq!(response.status(), 206);
+    /// assert_eq!(response.headers()["content-range"], "bytes 0-3/32");
+    /// assert!(response.headers()["etag"].to_str()?.ends_with("-16-48\""));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn window(mut self, range: Range<u64>) -> Self {
+        self.window = Some(range);
+        self
+    }
+
+    /// Serves the file only if the cache maps this very version of it (device, inode, length and times, as
+    /// [`FileIdentity`] compares them): for a resolver whose answer depends on the file's content, such as a
+    /// [window](Self::window) found in the file's own index. When the file changed between the resolver's look
+    /// and the answer, the request is answered 503 Service Unavailable with `Retry-After: 1` (RFC 9110
+    /// §15.6.4), never with the new file's bytes under the old decision; the retry resolves afresh.
+    ///
+    /// Default: none (any version the cache holds is served).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{MmapFile, ResolvedFile};
+    /// # let d = tempfile::tempdir()?; let path = d.path().join("m.bin"); std::fs::write(&path, [0u8; 64])?;
+    /// let seen = *MmapFile::new(&path)?.identity();
+    /// let file = ResolvedFile::new(&path).window(8..24).version(seen);
+    /// assert_eq!(file.version, Some(seen));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn version(mut self, identity: FileIdentity) -> Self {
+        self.version = Some(identity);
         self
     }
 

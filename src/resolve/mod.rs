@@ -13,12 +13,16 @@ mod dir;
 mod file;
 mod names;
 mod resolving;
+mod safetensors;
 
 pub use cid::CidResolver;
 pub(crate) use confine::Confinement;
 pub use dir::DirResolver;
 pub use file::{Rejection, Resolution, ResolvedFile};
 pub use resolving::{NeverPending, Resolving, ResolvingFuture};
+#[cfg(feature = "fuzzing")]
+pub(crate) use safetensors::index_of_file;
+pub use safetensors::{SafetensorsFuture, SafetensorsResolver};
 
 /// Maps a request head to the local file it names: the resolver of an [`MmapServe`](crate::MmapServe).
 ///

@@ -1,6 +1,7 @@
 //! Renders what the service decided into a `Response`: a file's answer (as `http::answer` decides it), the
 //! error and refusal answers, and the one place a HEAD response loses its content; no I/O, no decisions.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,7 +65,13 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
             resolved,
             limits,
             frames,
-        } => file(head, &Representation::of(entry, resolved, frames), limits),
+        } => match checked_window(entry, resolved) {
+            Ok(window) => {
+                let rep = Representation::of(entry, resolved, frames, window.as_ref());
+                file(head, &rep, limits)
+            }
+            Err(unservable) => unservable.response(),
+        },
         Reply::Refused(reason) => text(StatusCode::BAD_REQUEST, reason),
         Reply::Rejected(rejection) => text(rejection.status(), rejection.reason()),
         Reply::Method => method_not_allowed_or_implemented(&head.method),
@@ -85,18 +92,114 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
     response
 }
 
+/// A resolver's [window](ResolvedFile::window), found inside the mapping that answers, with the fields that
+/// differ from the file's formatted once.
+#[derive(Debug)]
+struct Window {
+    range: Range<u64>,
+    /// The file's entity-tag with `-{start}-{end}` inside its quotes.
+    etag: HeaderValue,
+}
+
+/// Why the mapping that answers cannot serve what the resolver decided.
+#[derive(Debug, Clone, Copy)]
+enum Unservable {
+    /// It is another version of the file than the one the resolver pinned.
+    Changed,
+    /// The window is not inside it.
+    OutsideFile,
+}
+
+impl Unservable {
+    fn response(self) -> Response<MmapBody> {
+        match self {
+            // RFC 9110 §15.6.4: the file changed between the resolver's look and this answer; a retry
+            // resolves against the new version.
+            Self::Changed => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the file changed while the request was resolved; retry",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            Self::OutsideFile => text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"),
+        }
+    }
+}
+
+/// The resolver's window checked against `entry`, the mapping that answers (None: the whole file), or why
+/// that mapping cannot serve what the resolver decided: another version than the one it pinned (503, to
+/// retry), or a window that is not inside it (500, logged here).
+fn checked_window(entry: &Entry, resolved: &ResolvedFile) -> Result<Option<Window>, Unservable> {
+    let file = entry.file();
+    if let Some(version) = &resolved.version
+        && version != file.identity()
+    {
+        tracing::debug!(path = %file.path().display(), "the file changed while resolving: answering 503");
+        return Err(Unservable::Changed);
+    }
+    let Some(range) = &resolved.window else {
+        return Ok(None);
+    };
+    let len = file.content().len();
+    if range.start > range.end || range.end > len {
+        tracing::error!(
+            path = %file.path().display(),
+            window = ?range,
+            len,
+            "answering 500: the resolver's window is not inside the file"
+        );
+        return Err(Unservable::OutsideFile);
+    }
+    let file_etag = resolved.etag.as_ref().unwrap_or(&entry.validators().etag);
+    Ok(Some(Window {
+        range: range.clone(),
+        etag: window_etag(file_etag, range),
+    }))
+}
+
+/// `file_etag` with `-{start}-{end}` appended inside its closing quote (after the value, if it has none):
+/// `"a0-1f"` → `"a0-1f-8-24"`, `W/"v1"` → `W/"v1-8-24"` (RFC 9110 §8.8.3: a window of a weakly validated file
+/// is weakly validated too). Two numbers are always appended, so the file's tag and the window are told apart
+/// from the right.
+fn window_etag(file_etag: &HeaderValue, range: &Range<u64>) -> HeaderValue {
+    let tag = file_etag.as_bytes();
+    let (value, closing) = match tag.strip_suffix(b"\"") {
+        Some(value) => (value, &b"\""[..]),
+        None => (tag, &b""[..]),
+    };
+    let mut start = itoa::Buffer::new();
+    let mut end = itoa::Buffer::new();
+    let (start, end) = (start.format(range.start), end.format(range.end));
+    let mut out = Vec::with_capacity(tag.len() + start.len() + end.len() + 2);
+    out.extend_from_slice(value);
+    out.push(b'-');
+    out.extend_from_slice(start.as_bytes());
+    out.push(b'-');
+    out.extend_from_slice(end.as_bytes());
+    out.extend_from_slice(closing);
+    HeaderValue::from_maybe_shared(Bytes::from(out))
+        .expect("a field value with digits and dashes added is a field value")
+}
+
 /// What is being served: the whole representation and its metadata, borrowed (each field value is cloned
 /// once, into the response).
 #[derive(Debug, Clone, Copy)]
 struct Representation<'a> {
     /// Every byte of the file (a zero-copy view of the mapping, or the file to read them from).
     content: &'a Content,
+    /// Where the representation starts in `content` (0 unless a resolver named a window).
+    offset: u64,
+    /// The representation's length: `content.len()`, or the window's.
+    len: u64,
     content_type: &'a HeaderValue,
     etag: &'a HeaderValue,
     last_modified: &'a HeaderValue,
     validators: Validators<'a>,
-    /// `content.len()` as a header value, formatted once per file.
-    content_length: &'a HeaderValue,
+    /// `len` as a header value, formatted once per file; None for a window, whose full answer formats it.
+    content_length: Option<&'a HeaderValue>,
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
     /// The resolver's further fields, for every response about the file.
@@ -112,13 +215,32 @@ struct Representation<'a> {
 static DEFAULT_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 impl<'a> Representation<'a> {
-    fn of(entry: &'a Entry, resolved: &'a ResolvedFile, frames: &'a Arc<FrameCounters>) -> Self {
+    /// The representation of `entry` that `resolved` names: the whole file, or `window` of it (checked by
+    /// [`checked_window`]).
+    fn of(
+        entry: &'a Entry,
+        resolved: &'a ResolvedFile,
+        frames: &'a Arc<FrameCounters>,
+        window: Option<&'a Window>,
+    ) -> Self {
         let file = entry.file();
         let v = entry.validators();
-        let etag = resolved.etag.as_ref().unwrap_or(&v.etag);
+        let (etag, content_length, offset, len) = match window {
+            Some(w) => (&w.etag, None, w.range.start, w.range.end - w.range.start),
+            None => (
+                resolved.etag.as_ref().unwrap_or(&v.etag),
+                Some(&v.length),
+                0,
+                file.content().len(),
+            ),
+        };
+        // One this crate made (a window's too) is a well-formed strong entity-tag: preconditions need not
+        // parse it.
         let etag_is_ours = resolved.etag.is_none();
         Self {
             content: file.content(),
+            offset,
+            len,
             content_type: resolved
                 .content_type
                 .as_ref()
@@ -127,13 +249,12 @@ impl<'a> Representation<'a> {
             last_modified: &v.last_modified,
             validators: Validators {
                 etag: etag.as_bytes(),
-                // One this crate made is a well-formed strong entity-tag: preconditions need not parse it.
                 etag_is_ours,
                 last_modified: Some(v.last_modified_time),
                 last_modified_value: Some(v.last_modified.as_bytes()),
                 strong_date_from: entry.strong_date_from(),
             },
-            content_length: &v.length,
+            content_length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
             extra: resolved.headers(),
@@ -155,7 +276,7 @@ impl<'a> Representation<'a> {
 fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
     let selected = Selected {
         validators: rep.validators,
-        len: rep.content.len(),
+        len: rep.len,
         content_type: rep.content_type.as_bytes(),
     };
     match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
@@ -206,22 +327,22 @@ const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
-    let mut response = sized(body(rep, 0..rep.content.len(), limits));
+    let mut response = sized_for(body(rep, 0..rep.len, limits), rep.extra);
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
-    h.insert(header::CONTENT_LENGTH, rep.content_length.clone());
+    let length = rep.content_length.cloned();
+    h.insert(
+        header::CONTENT_LENGTH,
+        length.unwrap_or_else(|| decimal(rep.len)),
+    );
     representation_headers(h, rep);
     response
 }
 
 /// RFC 9110 §14.4 and §15.3.7: one part, with Content-Range.
-fn single(
-    rep: &Representation<'_>,
-    part: std::ops::Range<u64>,
-    limits: Limits,
-) -> Response<MmapBody> {
-    let len = rep.content.len();
-    let mut response = sized(body(rep, part.clone(), limits));
+fn single(rep: &Representation<'_>, part: Range<u64>, limits: Limits) -> Response<MmapBody> {
+    let len = rep.len;
+    let mut response = sized_for(body(rep, part.clone(), limits), rep.extra);
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, rep.content_type.clone());
@@ -235,8 +356,8 @@ fn single(
 fn multi(rep: &Representation<'_>, layout: Multipart, limits: Limits) -> Response<MmapBody> {
     let content_type = layout.content_type();
     let content_length = layout.content_length_value();
-    let body = MmapBody::multipart(layout, rep.content.clone(), limits.chunk_size);
-    let mut response = sized(body.watched(rep.watch()));
+    let body = MmapBody::multipart(layout, rep.content.clone(), rep.offset, limits.chunk_size);
+    let mut response = sized_for(body.watched(rep.watch()), rep.extra);
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
@@ -245,10 +366,12 @@ fn multi(rep: &Representation<'_>, layout: Multipart, limits: Limits) -> Respons
     response
 }
 
-/// The body sending `range` of the representation, watched as the representation says.
-fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -> MmapBody {
-    // `answer` keeps parts inside 0..len; anything else would be a bug here, answered with no bytes.
-    let segment = Segment::of(rep.content, range).unwrap_or(Segment::Memory(Bytes::new()));
+/// The body sending `range` of the representation (in its coordinates), watched as the representation says.
+fn body(rep: &Representation<'_>, range: Range<u64>, limits: Limits) -> MmapBody {
+    // `answer` keeps parts inside 0..len, and a window lies inside the content; anything else would be a bug
+    // here, answered with no bytes.
+    let in_file = rep.offset + range.start..rep.offset + range.end;
+    let segment = Segment::of(rep.content, in_file).unwrap_or(Segment::Memory(Bytes::new()));
     MmapBody::single(segment, limits.chunk_size).watched(rep.watch())
 }
 
@@ -256,10 +379,7 @@ fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -
 fn unsatisfiable(rep: &Representation<'_>) -> Response<MmapBody> {
     let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_RANGE,
-        unsatisfied_content_range(rep.content.len()),
-    );
+    h.insert(header::CONTENT_RANGE, unsatisfied_content_range(rep.len));
     h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
     extra_headers(h, rep);
     response
@@ -300,6 +420,18 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
 fn sized(body: MmapBody) -> Response<MmapBody> {
     let mut response = Response::new(body);
     *response.headers_mut() = HeaderMap::with_capacity(6);
+    response
+}
+
+/// [`sized`], with room for a resolver's `extra` fields too: one allocation of the larger table rather than
+/// the small one and a grow (the grow cost a tensor answer with two `X-` fields about 1,100 instructions,
+/// callgrind).
+fn sized_for(body: MmapBody, extra: Option<&HeaderMap>) -> Response<MmapBody> {
+    let Some(extra) = extra.filter(|extra| !extra.is_empty()) else {
+        return sized(body);
+    };
+    let mut response = Response::new(body);
+    *response.headers_mut() = HeaderMap::with_capacity(6 + extra.len());
     response
 }
 
@@ -535,6 +667,197 @@ mod tests {
             }
         }
         assert_eq!(statuses, [200, 206, 206, 416, 304, 412]);
+    }
+
+    /// The body of `r`, collected (the bodies here are in memory or mapped: no runtime needed).
+    fn body_of(r: Response<MmapBody>) -> Vec<u8> {
+        use http_body::Body;
+        let mut body = std::pin::pin!(r.into_body());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let std::task::Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+            if let Ok(data) = frame.expect("a frame").into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_window_is_a_representation_of_its_own() {
+        let (_dir, entry, resolved) = fixture();
+        let file = crate::testing::pattern(1000);
+        let resolved = resolved.window(100..300);
+        let file_etag = entry.file().etag();
+        let etag = format!("{}-100-300\"", file_etag.strip_suffix('"').expect("quoted"));
+
+        let r = run_on(&entry, &resolved, Method::GET, &[]);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), Some("200"));
+        assert_eq!(header(&r, "etag"), Some(etag.as_str()));
+        assert_eq!(
+            header(&r, "last-modified"),
+            Some(entry.file().last_modified().as_str())
+        );
+        assert_eq!(body_of(r), file[100..300]);
+
+        // RFC 9110 §14.4: Content-Range in the window's coordinates.
+        let r = run_on(&entry, &resolved, Method::GET, &[("range", "bytes=10-19")]);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(header(&r, "content-range"), Some("bytes 10-19/200"));
+        assert_eq!(body_of(r), file[110..120]);
+        let r = run_on(&entry, &resolved, Method::GET, &[("range", "bytes=-5")]);
+        assert_eq!(header(&r, "content-range"), Some("bytes 195-199/200"));
+        assert_eq!(body_of(r), file[295..300]);
+
+        let r = run_on(&entry, &resolved, Method::GET, &[("range", "bytes=200-")]);
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(header(&r, "content-range"), Some("bytes */200"));
+
+        let r = run_on(
+            &entry,
+            &resolved,
+            Method::GET,
+            &[("if-none-match", etag.clone().leak())],
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&r, "etag"), Some(etag.as_str()));
+        // The file's own tag does not validate the window.
+        let r = run_on(
+            &entry,
+            &resolved,
+            Method::GET,
+            &[("if-match", file_etag.clone().leak())],
+        );
+        assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+
+        let r = run_on(&entry, &resolved, Method::HEAD, &[]);
+        assert_eq!(header(&r, "content-length"), Some("200"));
+        assert!(http_body::Body::is_end_stream(r.body()));
+    }
+
+    #[test]
+    fn a_multipart_answer_about_a_window_frames_the_window_s_bytes() {
+        let (_dir, entry, resolved) = fixture();
+        let file = crate::testing::pattern(1000);
+        let resolved = resolved.window(500..900);
+        let r = run_on(
+            &entry,
+            &resolved,
+            Method::GET,
+            &[("range", "bytes=0-9,390-399")],
+        );
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        let text = body_of(r);
+        let find = |needle: &[u8]| text.windows(needle.len()).position(|w| w == needle);
+        let first = find(b"Content-Range: bytes 0-9/400\r\n\r\n").expect("first part");
+        let second = find(b"Content-Range: bytes 390-399/400\r\n\r\n").expect("second part");
+        let at = |header_at: usize| header_at + b"Content-Range: bytes 0-9/400\r\n\r\n".len();
+        assert_eq!(text[at(first)..at(first) + 10], file[500..510]);
+        let second_data = second + b"Content-Range: bytes 390-399/400\r\n\r\n".len();
+        assert_eq!(text[second_data..second_data + 10], file[890..900]);
+    }
+
+    #[test]
+    fn two_windows_of_one_file_and_a_window_of_a_changed_file_never_share_a_tag() {
+        let (_dir, entry, resolved) = fixture();
+        let tag = |entry: &Entry, window: Range<u64>| {
+            let r = run_on(entry, &resolved.clone().window(window), Method::GET, &[]);
+            header(&r, "etag").expect("an etag").to_owned()
+        };
+        let a = tag(&entry, 0..10);
+        assert_ne!(a, tag(&entry, 10..20));
+        assert_ne!(a, tag(&entry, 0..11));
+        assert_ne!(a, entry.file().etag(), "the whole file's");
+        let path = entry.file().path().to_path_buf();
+        std::fs::write(&path, crate::testing::pattern(1001)).expect("rewrite");
+        let changed = Entry::new(MmapFile::new(&path).expect("open"), 0);
+        assert_ne!(a, tag(&changed, 0..10));
+    }
+
+    #[test]
+    fn window_tags_keep_the_file_tag_s_strength_and_quotes() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(window_etag(&v("\"a-1\""), &(8..24)), "\"a-1-8-24\"");
+        assert_eq!(window_etag(&v("W/\"v1\""), &(0..0)), "W/\"v1-0-0\"");
+        assert_eq!(
+            window_etag(&v("\"x\""), &(u64::MAX - 1..u64::MAX)),
+            "\"x-18446744073709551614-18446744073709551615\""
+        );
+        // A resolver's malformed tag gets the numbers all the same.
+        assert_eq!(window_etag(&v("bare"), &(1..2)), "bare-1-2");
+    }
+
+    #[test]
+    fn a_resolver_s_own_tag_is_the_base_of_its_window_s() {
+        let (_dir, entry, resolved) = fixture();
+        let resolved = resolved
+            .etag(HeaderValue::from_static("W/\"v7\""))
+            .window(0..10);
+        let r = run_on(&entry, &resolved, Method::GET, &[]);
+        assert_eq!(header(&r, "etag"), Some("W/\"v7-0-10\""));
+        // RFC 9110 §13.1.2: If-None-Match compares weakly.
+        let r = run_on(
+            &entry,
+            &resolved,
+            Method::GET,
+            &[("if-none-match", "\"v7-0-10\"")],
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[test]
+    fn a_window_outside_the_file_is_a_500_and_never_a_slice() {
+        let (_dir, entry, resolved) = fixture();
+        for window in [900..1001, 1001..1002, Range { start: 20, end: 10 }] {
+            for method in [Method::GET, Method::HEAD] {
+                let r = run_on(
+                    &entry,
+                    &resolved.clone().window(window.clone()),
+                    method,
+                    &[],
+                );
+                assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{window:?}");
+                assert!(header(&r, "etag").is_none());
+            }
+        }
+        let r = run_on(
+            &entry,
+            &resolved.clone().window(1000..1000),
+            Method::GET,
+            &[],
+        );
+        assert_eq!(r.status(), StatusCode::OK, "an empty window at the end");
+        assert_eq!(header(&r, "content-length"), Some("0"));
+    }
+
+    #[test]
+    fn a_pinned_version_that_is_not_the_mapped_one_is_a_503_to_retry() {
+        let (_dir, entry, resolved) = fixture();
+        let seen = *entry.file().identity();
+        let r = run_on(
+            &entry,
+            &resolved.clone().version(seen).window(0..10),
+            Method::GET,
+            &[],
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        let other = crate::FileIdentity::from_parts(1, 2, 1000, 3, 4);
+        let r = run_on(
+            &entry,
+            &resolved.clone().version(other).window(0..10),
+            Method::GET,
+            &[],
+        );
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&r, "retry-after"), Some("1"));
+        assert!(header(&r, "etag").is_none());
+        let r = run_on(&entry, &resolved.clone().version(other), Method::GET, &[]);
+        assert_eq!(
+            r.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "without a window too"
+        );
     }
 
     #[test]
