@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode};
 use super::Confinement;
 #[cfg(doc)]
 use super::{DirResolver, Resolve};
+use crate::http::encoding::{Codings, ContentCoding};
 
 /// The answer of a [`Resolve`]r.
 #[derive(Debug)]
@@ -161,6 +162,8 @@ pub struct ResolvedFile {
     follow_symlinks: bool,
     confinement: Option<Confinement>,
     redirect_if_directory: bool,
+    /// The precompressed sidecars `{path}.{ext}` the service may look for; see [`precompressed`](Self::precompressed).
+    codings: Codings,
 }
 
 impl ResolvedFile {
@@ -187,6 +190,7 @@ impl ResolvedFile {
             follow_symlinks: true,
             confinement: None,
             redirect_if_directory: false,
+            codings: Codings::default(),
         }
     }
 
@@ -265,6 +269,61 @@ impl ResolvedFile {
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
         self
+    }
+
+    /// Lets the service answer with the sidecar `{path}.{ext}` encoded with `coding` (`app.js.gz` for gzip,
+    /// see [`ContentCoding::extension`]) when the request's `Accept-Encoding` prefers it (RFC 9110 §12.5.3)
+    /// and the sidecar exists; calls add up, and equally acceptable codings go in [`ContentCoding`]'s order.
+    /// Nothing is compressed on the fly.
+    ///
+    /// The sidecar is then the selected representation: its own `Content-Length`, `ETag` and
+    /// `Last-Modified`, `Content-Encoding: {coding}`, ranges and preconditions evaluated against its bytes;
+    /// this file's `Content-Type`, `Cache-Control`, `Content-Disposition` and further fields. It is opened,
+    /// mapped, cached and revalidated like any file, beneath the same root with the same symbolic-link rule
+    /// when this file is [confined](Self::confined_to), and [immutable](Self::immutable) when this file is.
+    /// A sidecar that is missing is remembered as missing for the cache's revalidation interval
+    /// ([`Revalidate::Every`](crate::Revalidate::Every)'s, or the `fallback` of
+    /// [`Revalidate::Watch`](crate::Revalidate::Watch): absences are not watched), so that a tree without
+    /// sidecars costs one failed open per sidecar and interval, not one per request. An [`etag`](Self::etag) set here is not sent with a sidecar, which
+    /// gets the tag derived from its own identity: the resolver's tag names this file's bytes, not the
+    /// sidecar's, and a tag derived from it would claim the two match without anyone having checked.
+    ///
+    /// The first call also adds `Vary: Accept-Encoding` to the [further fields](Self::header), so that
+    /// every answer about the file (200, 206, 304, 412, 416, with a sidecar or without) tells caches that
+    /// it depends on that field (RFC 9110 §12.5.5).
+    ///
+    /// Default: no sidecars (nothing looked for, no `Vary`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::header;
+    /// use mmap_serve::{ContentCoding, ResolvedFile};
+    ///
+    /// let file = ResolvedFile::new("/srv/www/app.js")
+    ///     .precompressed(ContentCoding::Brotli)
+    ///     .precompressed(ContentCoding::Gzip);
+    /// assert_eq!(file.headers[header::VARY], "accept-encoding");
+    /// ```
+    pub fn precompressed(self, coding: ContentCoding) -> Self {
+        self.with_codings(Codings::default().with(coding))
+    }
+
+    /// [`precompressed`](Self::precompressed) for each of `codings` at once.
+    pub(crate) fn with_codings(mut self, codings: Codings) -> Self {
+        if self.codings.is_empty() && !codings.is_empty() {
+            self.headers.append(
+                http::header::VARY,
+                HeaderValue::from_static("accept-encoding"),
+            );
+        }
+        self.codings = self.codings.union(codings);
+        self
+    }
+
+    /// The codings whose sidecars the service may look for.
+    pub(crate) fn codings(&self) -> Codings {
+        self.codings
     }
 
     /// Sets the `Cache-Control` of the response.

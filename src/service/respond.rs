@@ -12,6 +12,7 @@ use crate::MmapError;
 use crate::body::{MmapBody, Segment, Watch};
 use crate::cache::{Entry, FrameCounters};
 use crate::http::answer::{Answer, Selected, answer};
+use crate::http::encoding::ContentCoding;
 use crate::http::fields::decimal;
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::Validators;
@@ -36,6 +37,8 @@ pub(crate) enum Reply<'a> {
     File {
         entry: &'a Entry,
         resolved: &'a ResolvedFile,
+        /// The coding of `entry` when it is a precompressed variant of `resolved` (its sidecar).
+        coding: Option<ContentCoding>,
         limits: Limits,
         /// Where the body counts the residency of its frames: the cache's.
         frames: &'a Arc<FrameCounters>,
@@ -62,9 +65,14 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
         Reply::File {
             entry,
             resolved,
+            coding,
             limits,
             frames,
-        } => file(head, &Representation::of(entry, resolved, frames), limits),
+        } => file(
+            head,
+            &Representation::of(entry, resolved, coding, frames),
+            limits,
+        ),
         Reply::Refused(reason) => text(StatusCode::BAD_REQUEST, reason),
         Reply::Rejected(rejection) => text(rejection.status(), rejection.reason()),
         Reply::Method => method_not_allowed_or_implemented(&head.method),
@@ -87,7 +95,7 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
 
 /// What is being served: the whole representation and its metadata, borrowed (each field value is cloned
 /// once, into the response).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Representation<'a> {
     /// Every byte of the file (a zero-copy view of the mapping, or the file to read them from).
     content: &'a Content,
@@ -99,6 +107,8 @@ struct Representation<'a> {
     content_length: &'a HeaderValue,
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
+    /// The variant's `Content-Encoding` (RFC 9110 §8.4), for 200 and 206.
+    content_encoding: Option<HeaderValue>,
     /// The resolver's further fields, for every response about the file.
     extra: &'a HeaderMap,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
@@ -112,11 +122,19 @@ struct Representation<'a> {
 static DEFAULT_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 impl<'a> Representation<'a> {
-    fn of(entry: &'a Entry, resolved: &'a ResolvedFile, frames: &'a Arc<FrameCounters>) -> Self {
+    fn of(
+        entry: &'a Entry,
+        resolved: &'a ResolvedFile,
+        coding: Option<ContentCoding>,
+        frames: &'a Arc<FrameCounters>,
+    ) -> Self {
         let file = entry.file();
         let v = entry.validators();
-        let etag = resolved.etag.as_ref().unwrap_or(&v.etag);
-        let etag_is_ours = resolved.etag.is_none();
+        // A variant's tag is its own file's (§8.8.3: another representation, another tag): the resolver's
+        // names the identity's bytes.
+        let theirs = resolved.etag.as_ref().filter(|_| coding.is_none());
+        let etag = theirs.unwrap_or(&v.etag);
+        let etag_is_ours = theirs.is_none();
         Self {
             content: file.content(),
             content_type: resolved
@@ -136,6 +154,7 @@ impl<'a> Representation<'a> {
             content_length: &v.length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
+            content_encoding: coding.map(ContentCoding::header_value),
             extra: &resolved.headers,
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
@@ -281,6 +300,9 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     if let Some(cd) = rep.content_disposition {
         h.insert(header::CONTENT_DISPOSITION, cd.clone());
     }
+    if let Some(ce) = &rep.content_encoding {
+        h.insert(header::CONTENT_ENCODING, ce.clone());
+    }
 }
 
 /// A response whose header map has room for the fields this module sets, so that it allocates once.
@@ -402,6 +424,7 @@ mod tests {
         let reply = Reply::File {
             entry,
             resolved,
+            coding: None,
             limits: LIMITS,
             frames: &frames,
         };
