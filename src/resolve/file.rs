@@ -288,35 +288,44 @@ impl ResolvedFile {
     /// gets the tag derived from its own identity: the resolver's tag names this file's bytes, not the
     /// sidecar's, and a tag derived from it would claim the two match without anyone having checked.
     ///
-    /// The first call also adds `Vary: Accept-Encoding` to the [further fields](Self::header), so that
-    /// every answer about the file (200, 206, 304, 412, 416, with a sidecar or without) tells caches that
-    /// it depends on that field (RFC 9110 §12.5.5).
+    /// Every answer about a file with sidecars (200, 206, 304, 412, 416, with a sidecar or without) carries
+    /// `Vary: Accept-Encoding`, which tells caches that it depends on that field (RFC 9110 §12.5.5); the
+    /// service adds it after the resolver's own `Vary` fields, which are kept.
     ///
-    /// Default: no sidecars (nothing looked for, no `Vary`).
+    /// Default: no sidecars (nothing looked for, no `Vary` of the service's).
     ///
     /// # Examples
     ///
     /// ```
     /// use http::header;
-    /// use mmap_serve::{ContentCoding, ResolvedFile};
-    ///
-    /// let file = ResolvedFile::new("/srv/www/app.js")
-    ///     .precompressed(ContentCoding::Brotli)
-    ///     .precompressed(ContentCoding::Gzip);
-    /// assert_eq!(file.headers[header::VARY], "accept-encoding");
+    /// use mmap_serve::{ContentCoding, DirResolver, MmapServe, ResolvedFile};
+    /// use tower::ServiceExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let root = tempfile::tempdir()?;
+    /// # std::fs::write(root.path().join("app.js"), "let a = 1;\n")?;
+    /// # std::fs::write(root.path().join("app.js.br"), [0x0b, 0x05, 0x80, 0x6c, 0x65, 0x74, 0x20, 0x61, 0x20, 0x3d, 0x20, 0x31, 0x3b, 0x0a, 0x03])?;
+    /// # let path = root.path().join("app.js");
+    /// let resolver = move |_: &http::request::Parts| {
+    ///     let file = ResolvedFile::new(path.clone())
+    ///         .precompressed(ContentCoding::Brotli)
+    ///         .precompressed(ContentCoding::Gzip);
+    ///     std::future::ready(mmap_serve::Resolution::file(file))
+    /// };
+    /// let request = http::Request::get("/app.js").header("accept-encoding", "gzip, br").body(())?;
+    /// let response = MmapServe::new(resolver).oneshot(request).await?;
+    /// // No app.js.gz: the Brotli sidecar, equally acceptable and first in ContentCoding's order anyway.
+    /// assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+    /// assert_eq!(response.headers()[header::VARY], "accept-encoding");
+    /// # Ok(()) }
     /// ```
     pub fn precompressed(self, coding: ContentCoding) -> Self {
         self.with_codings(Codings::default().with(coding))
     }
 
     /// [`precompressed`](Self::precompressed) for each of `codings` at once.
+    #[inline]
     pub(crate) fn with_codings(mut self, codings: Codings) -> Self {
-        if self.codings.is_empty() && !codings.is_empty() {
-            self.headers.append(
-                http::header::VARY,
-                HeaderValue::from_static("accept-encoding"),
-            );
-        }
         self.codings = self.codings.union(codings);
         self
     }

@@ -248,21 +248,30 @@ fn proceed(
     // A confined file must have been verified beneath this very root.
     let tag = file.confinement().map_or(0, Confinement::tag);
     // A precompressed variant the request prefers, when the resolver names some (RFC 9110 §12.5.3).
-    let (cached, sidecars) = match variant::cached(&file, &head.headers, cache, policy, tag) {
-        Lookup::Cached(entry, coding) => (Some((entry, Some(coding))), Preference::default()),
-        Lookup::Open(sidecars) if sidecars.is_empty() => (
-            cache
-                .fresh_entry(&file.path, policy, tag)
-                .map(|e| (e, None)),
-            sidecars,
-        ),
-        Lookup::Open(sidecars) => (None, sidecars),
+    let sidecars = if file.codings().is_empty() {
+        Preference::default()
+    } else {
+        match variant::cached(&file, &head.headers, cache, policy, tag) {
+            Lookup::Cached(entry, coding) => {
+                let reply = Reply::File {
+                    entry: &entry,
+                    resolved: &file,
+                    coding: Some(coding),
+                    limits,
+                    frames: cache.frame_counters(),
+                };
+                return Step::Done(Outcome::Response(render(&head, reply)));
+            }
+            Lookup::Open(sidecars) => sidecars,
+        }
     };
-    if let Some((entry, coding)) = cached {
+    if sidecars.is_empty()
+        && let Some(entry) = cache.fresh_entry(&file.path, policy, tag)
+    {
         let reply = Reply::File {
             entry: &entry,
             resolved: &file,
-            coding,
+            coding: None,
             limits,
             frames: cache.frame_counters(),
         };

@@ -95,7 +95,7 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
 
 /// What is being served: the whole representation and its metadata, borrowed (each field value is cloned
 /// once, into the response).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Representation<'a> {
     /// Every byte of the file (a zero-copy view of the mapping, or the file to read them from).
     content: &'a Content,
@@ -107,10 +107,13 @@ struct Representation<'a> {
     content_length: &'a HeaderValue,
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
-    /// The variant's `Content-Encoding` (RFC 9110 §8.4), for 200 and 206.
-    content_encoding: Option<HeaderValue>,
+    /// The variant's coding, sent as `Content-Encoding` (RFC 9110 §8.4) with 200 and 206.
+    coding: Option<ContentCoding>,
     /// The resolver's further fields, for every response about the file.
     extra: &'a HeaderMap,
+    /// Whether the file has precompressed variants, so that every answer about it varies with
+    /// Accept-Encoding (RFC 9110 §12.5.5).
+    varies: bool,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
@@ -154,8 +157,9 @@ impl<'a> Representation<'a> {
             content_length: &v.length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
-            content_encoding: coding.map(ContentCoding::header_value),
+            coding,
             extra: &resolved.headers,
+            varies: !resolved.codings().is_empty(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
         }
@@ -186,6 +190,10 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         Answer::Unsatisfiable => unsatisfiable(rep.content.len()),
     };
     extra_headers(response.headers_mut(), rep.extra);
+    if rep.varies {
+        // After the resolver's own Vary fields, which `extra_headers` would otherwise drop.
+        response.headers_mut().append(header::VARY, ACCEPT_ENCODING);
+    }
     response
 }
 
@@ -219,6 +227,7 @@ fn extra_headers(h: &mut HeaderMap, extra: &HeaderMap) {
 }
 
 const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
@@ -300,8 +309,8 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     if let Some(cd) = rep.content_disposition {
         h.insert(header::CONTENT_DISPOSITION, cd.clone());
     }
-    if let Some(ce) = &rep.content_encoding {
-        h.insert(header::CONTENT_ENCODING, ce.clone());
+    if let Some(coding) = rep.coding {
+        h.insert(header::CONTENT_ENCODING, coding.header_value());
     }
 }
 

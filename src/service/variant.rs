@@ -30,8 +30,8 @@ pub(super) enum Lookup {
 
 /// What the cache knows at once of the variants of `file` a request with `headers` may get, under `policy`
 /// and beneath the confinement `tag`: a fresh sidecar, or the sidecars left to open (those remembered
-/// missing skipped).
-#[inline]
+/// missing skipped). Out of line: files without sidecars never call it.
+#[inline(never)]
 pub(super) fn cached(
     file: &ResolvedFile,
     headers: &HeaderMap,
@@ -40,9 +40,6 @@ pub(super) fn cached(
     tag: u64,
 ) -> Lookup {
     let codings = file.codings();
-    if codings.is_empty() {
-        return Lookup::Open(Preference::default());
-    }
     let preference = preferred_codings(headers.get_all(ACCEPT_ENCODING), codings);
     for (tried, coding) in preference.codings().enumerate() {
         let path = sidecar(&file.path, coding);
