@@ -110,7 +110,7 @@ struct Representation<'a> {
     /// The variant's coding, sent as `Content-Encoding` (RFC 9110 §8.4) with 200 and 206.
     coding: Option<ContentCoding>,
     /// The resolver's further fields, for every response about the file.
-    extra: &'a HeaderMap,
+    extra: Option<&'a HeaderMap>,
     /// Whether the file has precompressed variants, so that every answer about it varies with
     /// Accept-Encoding (RFC 9110 §12.5.5).
     varies: bool,
@@ -158,7 +158,7 @@ impl<'a> Representation<'a> {
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
             coding,
-            extra: &resolved.headers,
+            extra: resolved.headers(),
             varies: !resolved.codings().is_empty(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
@@ -181,19 +181,20 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         len: rep.content.len(),
         content_type: rep.content_type.as_bytes(),
     };
-    let mut response = match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
-        Answer::PreconditionFailed => empty(StatusCode::PRECONDITION_FAILED),
+    match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
+        Answer::PreconditionFailed => precondition_failed(rep),
         Answer::NotModified => not_modified(rep),
         Answer::Full => full(rep, limits),
         Answer::Single(part) => single(rep, part, limits),
         Answer::Multi(layout) => multi(rep, layout, limits),
-        Answer::Unsatisfiable => unsatisfiable(rep.content.len()),
-    };
-    extra_headers(response.headers_mut(), rep.extra);
-    if rep.varies {
-        // After the resolver's own Vary fields, which `extra_headers` would otherwise drop.
-        response.headers_mut().append(header::VARY, ACCEPT_ENCODING);
+        Answer::Unsatisfiable => unsatisfiable(rep),
     }
+}
+
+/// RFC 9110 §13.1.1-§13.1.4: 412, with the resolver's further fields.
+fn precondition_failed(rep: &Representation<'_>) -> Response<MmapBody> {
+    let mut response = empty(StatusCode::PRECONDITION_FAILED);
+    extra_headers(response.headers_mut(), rep);
     response
 }
 
@@ -212,17 +213,21 @@ const SERVICE_FIELDS: [header::HeaderName; 10] = [
     header::CONNECTION,
 ];
 
-/// Adds the resolver's further fields, each name the response does not have yet with all its values.
-fn extra_headers(h: &mut HeaderMap, extra: &HeaderMap) {
-    if extra.is_empty() {
-        return;
-    }
-    for name in extra.keys() {
-        if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
-            for value in extra.get_all(name) {
-                h.append(name.clone(), value.clone());
+/// Adds the resolver's further fields, each name the response does not have yet with all its values, and
+/// `Vary: Accept-Encoding` for a file with precompressed variants.
+fn extra_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
+    if let Some(extra) = rep.extra {
+        for name in extra.keys() {
+            if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
+                for value in extra.get_all(name) {
+                    h.append(name.clone(), value.clone());
+                }
             }
         }
+    }
+    if rep.varies {
+        // After the resolver's own Vary fields, which the loop above would otherwise drop.
+        h.append(header::VARY, ACCEPT_ENCODING);
     }
 }
 
@@ -278,11 +283,15 @@ fn body(rep: &Representation<'_>, range: std::ops::Range<u64>, limits: Limits) -
 }
 
 /// RFC 9110 §15.5.17: 416 with the current length.
-fn unsatisfiable(len: u64) -> Response<MmapBody> {
+fn unsatisfiable(rep: &Representation<'_>) -> Response<MmapBody> {
     let mut response = empty(StatusCode::RANGE_NOT_SATISFIABLE);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
+    h.insert(
+        header::CONTENT_RANGE,
+        unsatisfied_content_range(rep.content.len()),
+    );
     h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
+    extra_headers(h, rep);
     response
 }
 
@@ -296,6 +305,7 @@ fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
     if let Some(cc) = rep.cache_control {
         h.insert(header::CACHE_CONTROL, cc.clone());
     }
+    extra_headers(h, rep);
     response
 }
 
@@ -312,6 +322,7 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     if let Some(coding) = rep.coding {
         h.insert(header::CONTENT_ENCODING, coding.header_value());
     }
+    extra_headers(h, rep);
 }
 
 /// A response whose header map has room for the fields this module sets, so that it allocates once.

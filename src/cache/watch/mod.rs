@@ -164,13 +164,21 @@ mod linux {
                 #[cfg(test)]
                 refuse: AtomicBool::new(false),
             });
+            // The new thread tells when it runs: Rust's start-up of a thread (its signal stack) happens in
+            // the thread, and must not meet a later shortage (of address space, say) that the caller of
+            // `start` already got past; so `start` returns once the thread is running.
+            let (running, started) = std::sync::mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
                 .name("mmap-serve-watch".into())
                 .stack_size(256 << 10)
                 .spawn({
                     let shared = Arc::clone(&shared);
-                    move || super::thread::run(&shared, inotify, wake)
+                    move || {
+                        let _ = running.send(());
+                        super::thread::run(&shared, inotify, wake);
+                    }
                 })?;
+            let _ = started.recv();
             Ok(Self {
                 shared,
                 stop: Some(stop),
