@@ -18,7 +18,7 @@ count() { # case requests -> instructions
         awk '/Collected/ { print $4 }'
 }
 printf '| case | instructions per request |\n|---|---:|\n'
-for case in full_4k range_4k multipart_3 not_modified; do
+for case in full_4k range_4k multipart_3 not_modified gzip_4k gzip_missing_4k identity_variants_on_4k; do
     few=$(count "$case" "$N")
     many=$(count "$case" $((N * 11)))
     printf '| %s | %d |\n' "$case" $(((many - few) / (N * 10)))

@@ -8,8 +8,14 @@
 //! every case once and checks the status.
 //!
 //! ```sh
-//! target/release/deps/instructions-* CASE COUNT     # CASE: full_4k, range_4k, multipart_3, not_modified
+//! target/release/deps/instructions-* CASE COUNT     # CASE: full_4k, range_4k, multipart_3, not_modified,
+//!                                                   # gzip_4k, gzip_missing_4k, identity_variants_on_4k
 //! ```
+//!
+//! The last three go to a second service whose `DirResolver` has `precompressed_gzip()` on: `gzip_4k` gets
+//! the cached sidecar `small.bin.gz`, `gzip_missing_4k` asks for gzip of a file without one (the absence
+//! remembered), `identity_variants_on_4k` sends no Accept-Encoding. The first four are unchanged by the
+//! feature: their resolver has no sidecar configured.
 //!
 //! The cache has the default revalidation policy (a watch, on Linux); `REVALIDATE=every` runs the same cases
 //! under `Revalidate::Every(1 s)`, to compare the two hot paths in one build.
@@ -25,7 +31,7 @@ use mmap_serve::{DirResolver, MmapCache, MmapServe, Revalidate};
 use tower::ServiceExt;
 
 /// (name, URI, Range, expected status); `not_modified` sends the file's ETag in If-None-Match.
-const CASES: [(&str, &str, &str, StatusCode); 4] = [
+const CASES: [(&str, &str, &str, StatusCode); 7] = [
     ("full_4k", "/small.bin", "", StatusCode::OK),
     (
         "range_4k",
@@ -40,6 +46,9 @@ const CASES: [(&str, &str, &str, StatusCode); 4] = [
         StatusCode::PARTIAL_CONTENT,
     ),
     ("not_modified", "/small.bin", "", StatusCode::NOT_MODIFIED),
+    ("gzip_4k", "/small.bin", "", StatusCode::OK),
+    ("gzip_missing_4k", "/other.bin", "", StatusCode::OK),
+    ("identity_variants_on_4k", "/small.bin", "", StatusCode::OK),
 ];
 
 fn main() {
@@ -49,6 +58,9 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("small.bin"), vec![7u8; 4096]).expect("write small.bin");
+    std::fs::write(dir.path().join("other.bin"), vec![7u8; 4096]).expect("write other.bin");
+    // Not real gzip: only its being there counts.
+    std::fs::write(dir.path().join("small.bin.gz"), vec![8u8; 512]).expect("write small.bin.gz");
     // Sparse: the requests slice the mapping and never read its pages.
     std::fs::File::create(dir.path().join("big.bin"))
         .and_then(|f| f.set_len(1 << 30))
@@ -57,13 +69,17 @@ fn main() {
         Ok("every") => Revalidate::Every(Duration::from_secs(1)),
         _ => Revalidate::default(),
     };
-    let cache = MmapCache::builder().revalidation(revalidation).build();
-    let serve = MmapServe::with_cache(DirResolver::new(dir.path()), Arc::new(cache));
+    let cache = Arc::new(MmapCache::builder().revalidation(revalidation).build());
+    let serve = MmapServe::with_cache(DirResolver::new(dir.path()), Arc::clone(&cache));
+    let variants = MmapServe::with_cache(DirResolver::new(dir.path()).precompressed_gzip(), cache);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let etag = runtime.block_on(async {
-        let response = serve.clone().oneshot(request("/small.bin", "", "")).await;
+        let response = serve
+            .clone()
+            .oneshot(request("/small.bin", "", "", ""))
+            .await;
         response.expect("infallible").headers()["etag"]
             .to_str()
             .expect("ascii")
@@ -85,9 +101,23 @@ fn main() {
         } else {
             ""
         };
+        let (serve, accept) = match name {
+            "gzip_4k" | "gzip_missing_4k" => (&variants, "gzip"),
+            "identity_variants_on_4k" => (&variants, ""),
+            _ => (&serve, ""),
+        };
         runtime.block_on(async {
+            // Warm: the sidecar mapped, or its absence remembered.
+            let warm = serve
+                .clone()
+                .oneshot(request(uri, range, etag, accept))
+                .await;
+            let _ = warm.expect("infallible").into_body().collect().await;
             for _ in 0..count {
-                let response = serve.clone().oneshot(request(uri, range, etag)).await;
+                let response = serve
+                    .clone()
+                    .oneshot(request(uri, range, etag, accept))
+                    .await;
                 let response = response.expect("infallible");
                 assert_eq!(response.status(), expected, "{name}");
                 let mut body = response.into_body();
@@ -102,8 +132,11 @@ fn main() {
     }
 }
 
-fn request(uri: &str, range: &str, etag: &str) -> Request<()> {
+fn request(uri: &str, range: &str, etag: &str, accept_encoding: &str) -> Request<()> {
     let mut builder = Request::get(uri);
+    if !accept_encoding.is_empty() {
+        builder = builder.header("accept-encoding", accept_encoding);
+    }
     if !range.is_empty() {
         builder = builder.header("range", range);
     }

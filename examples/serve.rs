@@ -7,8 +7,10 @@
 //! ```
 //!
 //! `GET /{relative path}` answers with the file, with Range, multipart ranges, conditional requests and HEAD as
-//! RFC 9110 says. Ctrl-C stops accepting and lets open connections finish (up to ten seconds). The banner
-//! prints `curl` lines for files that exist under the root.
+//! RFC 9110 says; with `--precompressed`, a sidecar `{path}.br`, `.zst`, `.gz` or `.zz` made beforehand
+//! (`gzip -k app.js`) answers requests whose `Accept-Encoding` prefers it (nothing is compressed on the fly).
+//! Ctrl-C stops accepting and lets open connections finish (up to ten seconds). The banner prints `curl` lines
+//! for files that exist under the root.
 //!
 //! Runtime settings: a multi-threaded Tokio runtime with `--threads` workers (default: one per core),
 //! `TCP_NODELAY` on every connection so small responses leave at once instead of waiting on Nagle, a cache of
@@ -36,6 +38,7 @@ struct Options {
     hidden: bool,
     cache_files: usize,
     revalidation: Revalidate,
+    precompressed: bool,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             hidden: false,
             cache_files: 16 * 1024,
             revalidation: Revalidate::default(),
+            precompressed: false,
         }
     }
 }
@@ -59,6 +63,11 @@ const FLAGS: &[server::Flag] = &[
         name: "--hidden",
         value: None,
         help: "serve names that start with a dot (default: not found)",
+    },
+    server::Flag {
+        name: "--precompressed",
+        value: None,
+        help: "serve the sidecars NAME.br, .zst, .gz, .zz when Accept-Encoding prefers them (default: off)",
     },
     server::Flag {
         name: "--cache-files",
@@ -90,6 +99,7 @@ impl Options {
         match flag {
             "--no-index" => self.index = false,
             "--hidden" => self.hidden = true,
+            "--precompressed" => self.precompressed = true,
             "--cache-files" => {
                 self.cache_files = value.parse().map_err(|_| "takes a number of files")?;
             }
@@ -127,6 +137,13 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
     let mut resolver = DirResolver::new(&root).allow_hidden(options.hidden);
     if options.index {
         resolver = resolver.index_file("index.html");
+    }
+    if options.precompressed {
+        resolver = resolver
+            .precompressed_br()
+            .precompressed_zstd()
+            .precompressed_gzip()
+            .precompressed_deflate();
     }
     // Straight behind hyper, which leaves RFC 9112's Host rule to the service.
     let service = MmapServe::with_cache(resolver, Arc::new(cache)).require_host(true);

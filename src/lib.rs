@@ -129,6 +129,7 @@ mod testing;
 pub use body::{DEFAULT_CHUNK_SIZE, MmapBody, ResidentRange};
 pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
+pub use http::encoding::ContentCoding;
 pub use mmap::config::MmapConfig;
 pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 #[cfg(target_os = "linux")]

@@ -16,6 +16,7 @@ use quick_cache::{DefaultHashBuilder, OptionsBuilder};
 
 mod builder;
 mod entry;
+mod missing;
 mod revalidate;
 mod store;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub(crate) use store::FrameCounters;
 
 use builder::Settings;
 use entry::Watch;
+use missing::Missing;
 use revalidate::{clock, is_due, seen_changed, unchanged};
 use store::{Counters, Evictions, Weigh, key_of};
 use watch::Watcher;
@@ -117,6 +119,8 @@ pub struct MmapCache {
     /// not be (every such file is then revalidated by time). Dropped after `files`, whose entries hold their
     /// watches.
     watcher: OnceLock<Option<Watcher>>,
+    /// Paths found missing (precompressed sidecars), remembered for the revalidation interval.
+    missing: Missing,
 }
 
 impl MmapCache {
@@ -365,9 +369,22 @@ impl MmapCache {
         }
     }
 
-    /// Drops the cached mapping of `path`, if any; returns whether there was one.
+    /// Drops the cached mapping of `path`, if any, and what is remembered of it (that it was missing);
+    /// returns whether there was a mapping.
     pub fn remove(&self, path: impl AsRef<Path>) -> bool {
+        self.missing.forget(path.as_ref());
         self.files.remove(&*key_of(path.as_ref())).is_some()
+    }
+
+    /// Whether `path` was found missing beneath the confinement `tag` (0: none) recently enough to skip it
+    /// under `revalidation` (see `Missing::is_known`): no system call.
+    pub(crate) fn known_missing(&self, path: &Path, tag: u64, revalidation: Revalidate) -> bool {
+        self.missing.is_known(path, tag, revalidation)
+    }
+
+    /// Remembers that `path` is missing beneath `tag`, as of now.
+    pub(crate) fn note_missing(&self, path: &Path, tag: u64) {
+        self.missing.note(path, tag);
     }
 
     /// The number of files cached.
@@ -380,9 +397,11 @@ impl MmapCache {
         self.files.is_empty()
     }
 
-    /// Drops every cached mapping (slices still in use keep theirs alive until dropped).
+    /// Drops every cached mapping (slices still in use keep theirs alive until dropped), and forgets which
+    /// paths were found missing.
     pub fn clear(&self) {
         self.files.clear();
+        self.missing.clear();
     }
 
     /// The counters, and the entries and mapped bytes as of now (the latter two walk the cache).
@@ -529,6 +548,7 @@ impl MmapCacheBuilder {
             settings: s,
             counters,
             watcher: OnceLock::new(),
+            missing: Missing::new(files),
         }
     }
 }

@@ -8,6 +8,7 @@ use http::HeaderValue;
 
 use super::names::{decode_segment, is_plain_name};
 use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
+use crate::http::encoding::{Codings, ContentCoding};
 
 /// Resolves URL paths to files beneath a root directory.
 ///
@@ -47,6 +48,11 @@ use super::{NeverPending, Resolution, Resolve, ResolvedFile, Resolving};
 /// (see [`charset`](Self::charset)); the configured `Cache-Control`; and `Content-Disposition: attachment`
 /// with its name when its extension or URL path says it is a [download](Self::download_extension).
 ///
+/// With [precompressed](Self::precompressed_gzip) variants on, `/app.js` may be answered with the sidecar
+/// `app.js.br`, `app.js.zst`, `app.js.gz` or `app.js.zz` beside it, as the request's `Accept-Encoding`
+/// prefers (see [`ResolvedFile::precompressed`]); the sidecar's name is the file's with a suffix, so it
+/// obeys the same hidden-name and symbolic-link rules.
+///
 /// # Examples
 ///
 /// ```
@@ -84,6 +90,8 @@ struct DirConfig {
     download_extensions: Vec<Box<str>>,
     /// URL path prefixes (as received, before decoding) served as downloads.
     download_prefixes: Vec<Box<str>>,
+    /// The precompressed sidecars looked for beside every file.
+    codings: Codings,
 }
 
 impl DirResolver {
@@ -110,6 +118,7 @@ impl DirResolver {
                 types: Vec::new(),
                 download_extensions: Vec::new(),
                 download_prefixes: Vec::new(),
+                codings: Codings::default(),
             }),
         }
     }
@@ -252,6 +261,76 @@ impl DirResolver {
         self
     }
 
+    /// Serves `{name}.gz` (gzip) in place of a file `name` to requests that prefer gzip, when it exists.
+    ///
+    /// Each of the four `precompressed_` settings adds a coding; with several, a request gets the one it
+    /// gives the highest q-value, equals going in the order `br`, `zstd`, `gzip`, `deflate`, and a sidecar
+    /// that does not exist gives way to the next, then to the file itself. Every answer about a file then
+    /// carries `Vary: Accept-Encoding`, sidecar or not. Sidecars are made by the deployer (`gzip -k`,
+    /// `brotli -k`, `zstd -k`): nothing is compressed on the fly. See [`ResolvedFile::precompressed`] for
+    /// what a sidecar's response carries.
+    ///
+    /// Default: off (no sidecar is looked for, and files pay nothing for the feature).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::header;
+    /// use mmap_serve::{DirResolver, MmapServe};
+    /// use tower::ServiceExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let root = tempfile::tempdir()?;
+    /// # std::fs::write(root.path().join("app.js"), "console.log('hello, world');\n".repeat(40))?;
+    /// # std::fs::write(root.path().join("app.js.gz"), [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    /// let serve = MmapServe::new(DirResolver::new(root.path()).precompressed_gzip().precompressed_br());
+    /// let request = http::Request::get("/app.js").header("accept-encoding", "gzip, br;q=0.9").body(())?;
+    /// let response = serve.clone().oneshot(request).await?;
+    /// assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    /// assert_eq!(response.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    /// assert_eq!(response.headers()[header::VARY], "accept-encoding");
+    ///
+    /// // No Accept-Encoding: the file itself.
+    /// let response = serve.oneshot(http::Request::get("/app.js").body(())?).await?;
+    /// assert!(response.headers().get(header::CONTENT_ENCODING).is_none());
+    /// assert_eq!(response.headers()[header::VARY], "accept-encoding");
+    /// # Ok(()) }
+    /// ```
+    pub fn precompressed_gzip(self) -> Self {
+        self.precompressed(ContentCoding::Gzip)
+    }
+
+    /// Serves `{name}.br` (Brotli) in place of a file `name` to requests that prefer `br`, as
+    /// [`precompressed_gzip`](Self::precompressed_gzip) does for gzip.
+    ///
+    /// Default: off.
+    pub fn precompressed_br(self) -> Self {
+        self.precompressed(ContentCoding::Brotli)
+    }
+
+    /// Serves `{name}.zst` (Zstandard) in place of a file `name` to requests that prefer `zstd`, as
+    /// [`precompressed_gzip`](Self::precompressed_gzip) does for gzip.
+    ///
+    /// Default: off.
+    pub fn precompressed_zstd(self) -> Self {
+        self.precompressed(ContentCoding::Zstd)
+    }
+
+    /// Serves `{name}.zz` (the zlib format of the `deflate` coding, RFC 9110 §8.4.1.2) in place of a file
+    /// `name` to requests that prefer `deflate`, as [`precompressed_gzip`](Self::precompressed_gzip) does for
+    /// gzip. The `.zz` name is tower-http's, so trees made for its `precompressed_deflate` work unchanged.
+    ///
+    /// Default: off.
+    pub fn precompressed_deflate(self) -> Self {
+        self.precompressed(ContentCoding::Deflate)
+    }
+
+    fn precompressed(mut self, coding: ContentCoding) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.codings = config.codings.with(coding);
+        self
+    }
+
     /// Resolves a raw (still percent-encoded) URL path, without I/O; [`Resolve::resolve`] calls it with the
     /// request's path.
     ///
@@ -337,6 +416,9 @@ impl DirResolver {
         }
         if let Some(name) = name {
             file = file.download_as(&name);
+        }
+        if !config.codings.is_empty() {
+            file = file.with_codings(config.codings);
         }
         file
     }

@@ -13,6 +13,7 @@ use super::Confinement;
 #[cfg(doc)]
 use super::{DirResolver, Resolve};
 use crate::FileIdentity;
+use crate::http::encoding::{Codings, ContentCoding};
 
 /// The answer of a [`Resolve`]r.
 #[derive(Debug)]
@@ -182,6 +183,8 @@ pub struct ResolvedFile {
     follow_symlinks: bool,
     confinement: Option<Confinement>,
     redirect_if_directory: bool,
+    /// The precompressed sidecars `{path}.{ext}` the service may look for; see [`precompressed`](Self::precompressed).
+    codings: Codings,
     /// Further fields for every response about the file; boxed and absent unless a resolver adds one, so that
     /// a file without them costs the hot path nothing to make, move and drop (measured: an inline empty
     /// `HeaderMap` cost about 230 instructions per request).
@@ -213,6 +216,7 @@ impl ResolvedFile {
             follow_symlinks: true,
             confinement: None,
             redirect_if_directory: false,
+            codings: Codings::default(),
             headers: None,
         }
     }
@@ -292,6 +296,79 @@ impl ResolvedFile {
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.get_or_insert_default().append(name, value);
         self
+    }
+
+    /// Lets the service answer with the sidecar `{path}.{ext}` encoded with `coding` (`app.js.gz` for gzip,
+    /// see [`ContentCoding::extension`]) when the request's `Accept-Encoding` prefers it (RFC 9110 §12.5.3)
+    /// and the sidecar exists; calls add up, and equally acceptable codings go in [`ContentCoding`]'s order.
+    /// Nothing is compressed on the fly.
+    ///
+    /// The sidecar is then the selected representation: its own `Content-Length`, `ETag` and
+    /// `Last-Modified`, `Content-Encoding: {coding}`, ranges and preconditions evaluated against its bytes;
+    /// this file's `Content-Type`, `Cache-Control`, `Content-Disposition` and further fields. It is opened,
+    /// mapped, cached and revalidated like any file, beneath the same root with the same symbolic-link rule
+    /// when this file is [confined](Self::confined_to), and [immutable](Self::immutable) when this file is.
+    /// A sidecar that is missing is remembered as missing for the cache's revalidation interval
+    /// ([`Revalidate::Every`](crate::Revalidate::Every)'s, or the `fallback` of
+    /// [`Revalidate::Watch`](crate::Revalidate::Watch): absences are not watched), so that a tree without
+    /// sidecars costs one failed open per sidecar and interval, not one per request. An [`etag`](Self::etag)
+    /// set here is not sent with a sidecar, which gets the tag derived from its own identity: the
+    /// resolver's tag names this file's bytes, not the sidecar's, and a tag derived from it would claim the
+    /// two match without anyone having checked.
+    ///
+    /// Every answer about a file with sidecars (200, 206, 304, 412, 416, with a sidecar or without) carries
+    /// `Vary: Accept-Encoding`, which tells caches that it depends on that field (RFC 9110 §12.5.5); the
+    /// service adds it after the resolver's own `Vary` fields, which are kept.
+    ///
+    /// A [window](Self::window) or a pinned [version](Self::version) names this file's own bytes, so a
+    /// file with either is always served as itself: its sidecars are not looked for, and it has no `Vary`
+    /// of the service's.
+    ///
+    /// Default: no sidecars (nothing looked for, no `Vary` of the service's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::header;
+    /// use mmap_serve::{ContentCoding, DirResolver, MmapServe, ResolvedFile};
+    /// use tower::ServiceExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let root = tempfile::tempdir()?;
+    /// # std::fs::write(root.path().join("app.js"), "let a = 1;\n")?;
+    /// # std::fs::write(root.path().join("app.js.br"), [0x0b, 0x05, 0x80, 0x6c, 0x65, 0x74, 0x20, 0x61, 0x20, 0x3d, 0x20, 0x31, 0x3b, 0x0a, 0x03])?;
+    /// # let path = root.path().join("app.js");
+    /// let resolver = move |_: &http::request::Parts| {
+    ///     let file = ResolvedFile::new(path.clone())
+    ///         .precompressed(ContentCoding::Brotli)
+    ///         .precompressed(ContentCoding::Gzip);
+    ///     std::future::ready(mmap_serve::Resolution::file(file))
+    /// };
+    /// let request = http::Request::get("/app.js").header("accept-encoding", "gzip, br").body(())?;
+    /// let response = MmapServe::new(resolver).oneshot(request).await?;
+    /// // No app.js.gz: the Brotli sidecar, equally acceptable and first in ContentCoding's order anyway.
+    /// assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+    /// assert_eq!(response.headers()[header::VARY], "accept-encoding");
+    /// # Ok(()) }
+    /// ```
+    pub fn precompressed(self, coding: ContentCoding) -> Self {
+        self.with_codings(Codings::default().with(coding))
+    }
+
+    /// [`precompressed`](Self::precompressed) for each of `codings` at once.
+    #[inline]
+    pub(crate) fn with_codings(mut self, codings: Codings) -> Self {
+        self.codings = self.codings.union(codings);
+        self
+    }
+
+    /// The codings whose sidecars the service may look for: none for a [window](Self::window) or a pinned
+    /// [version](Self::version), which both name the identity file's own bytes.
+    pub(crate) fn codings(&self) -> Codings {
+        if self.window.is_some() || self.version.is_some() {
+            return Codings::default();
+        }
+        self.codings
     }
 
     /// The further fields added with [`header`](Self::header), if any.

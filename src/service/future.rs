@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -15,8 +15,10 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use super::respond::{Limits, Reply, render};
+use super::variant::{self, Lookup, Opened};
 use crate::body::MmapBody;
 use crate::cache::{Entry, FrameCounters};
+use crate::http::encoding::Preference;
 use crate::http::target;
 use crate::resolve::{Confinement, Resolution, ResolvedFile, Resolving};
 use crate::{MmapCache, MmapError, Resolve, Revalidate};
@@ -126,7 +128,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Resolving { #[pin] resolve: F },
-        Opening { open: JoinHandle<Result<Arc<Entry>, MmapError>>, file: ResolvedFile },
+        Opening { open: JoinHandle<Opened>, file: ResolvedFile },
         Done,
     }
 }
@@ -185,10 +187,13 @@ impl<R: Resolve> Future for Serving<R> {
                 StateProj::Opening { open, file } => {
                     let opened = match ready!(Pin::new(open).poll(cx)) {
                         Ok(opened) => opened,
-                        Err(join_error) => Err(MmapError::Io {
-                            path: file.path.display().to_string(),
-                            source: std::io::Error::other(join_error.to_string()),
-                        }),
+                        Err(join_error) => Opened {
+                            entry: Err(MmapError::Io {
+                                path: file.path.display().to_string(),
+                                source: std::io::Error::other(join_error.to_string()),
+                            }),
+                            coding: None,
+                        },
                     };
                     let head = this.head.take().expect("the head is taken once");
                     let frames = this.cache.frame_counters();
@@ -212,7 +217,7 @@ enum Step {
     Done(Outcome),
     /// A blocking open of `file` to wait for.
     Open {
-        open: JoinHandle<Result<Arc<Entry>, MmapError>>,
+        open: JoinHandle<Opened>,
         file: ResolvedFile,
         head: Parts,
     },
@@ -242,10 +247,31 @@ fn proceed(
     let policy = policy_for(&file, cache);
     // A confined file must have been verified beneath this very root.
     let tag = file.confinement().map_or(0, Confinement::tag);
-    if let Some(entry) = cache.fresh_entry(&file.path, policy, tag) {
+    // A precompressed variant the request prefers, when the resolver names some (RFC 9110 §12.5.3).
+    let sidecars = if file.codings().is_empty() {
+        Preference::default()
+    } else {
+        match variant::cached(&file, &head.headers, cache, policy, tag) {
+            Lookup::Cached(entry, coding) => {
+                let reply = Reply::File {
+                    entry: &entry,
+                    resolved: &file,
+                    coding: Some(coding),
+                    limits,
+                    frames: cache.frame_counters(),
+                };
+                return Step::Done(Outcome::Response(render(&head, reply)));
+            }
+            Lookup::Open(sidecars) => sidecars,
+        }
+    };
+    if sidecars.is_empty()
+        && let Some(entry) = cache.fresh_entry(&file.path, policy, tag)
+    {
         let reply = Reply::File {
             entry: &entry,
             resolved: &file,
+            coding: None,
             limits,
             frames: cache.frame_counters(),
         };
@@ -254,7 +280,7 @@ fn proceed(
     let frames = cache.frame_counters();
     let cache = Arc::clone(cache);
     let (path, confinement) = (file.path.clone(), file.confinement().cloned());
-    let job = move || open(&cache, path, confinement, policy);
+    let job = move || variant::open(&cache, &path, confinement.as_ref(), policy, sidecars, open);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => Step::Open {
             open: runtime.spawn_blocking(job),
@@ -277,13 +303,13 @@ fn policy_for(file: &ResolvedFile, cache: &MmapCache) -> Revalidate {
 /// The blocking half of a miss: the cache's open-or-revalidate, beneath the resolver's root when it has one.
 fn open(
     cache: &MmapCache,
-    path: PathBuf,
-    confinement: Option<Confinement>,
+    path: &Path,
+    confinement: Option<&Confinement>,
     policy: Revalidate,
 ) -> Result<Arc<Entry>, MmapError> {
     match confinement {
-        None => cache.entry(&path, policy),
-        Some(root) => cache.entry_beneath(&path, policy, root.tag(), || root.open(&path)),
+        None => cache.entry(path, policy),
+        Some(root) => cache.entry_beneath(path, policy, root.tag(), || root.open(path)),
     }
 }
 
@@ -291,15 +317,16 @@ fn open(
 /// directory is redirected to its `/` form when the resolver asked for that.
 fn finish(
     head: Parts,
-    opened: Result<Arc<Entry>, MmapError>,
+    opened: Opened,
     file: &ResolvedFile,
     limits: Limits,
     frames: &Arc<FrameCounters>,
 ) -> Outcome {
-    let reply = match &opened {
+    let reply = match &opened.entry {
         Ok(entry) => Reply::File {
             entry,
             resolved: file,
+            coding: opened.coding,
             limits,
             frames,
         },

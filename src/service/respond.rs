@@ -13,6 +13,7 @@ use crate::MmapError;
 use crate::body::{MmapBody, Segment, Watch};
 use crate::cache::{Entry, FrameCounters};
 use crate::http::answer::{Answer, Selected, answer};
+use crate::http::encoding::ContentCoding;
 use crate::http::fields::decimal;
 use crate::http::multipart::Multipart;
 use crate::http::preconditions::Validators;
@@ -37,6 +38,8 @@ pub(crate) enum Reply<'a> {
     File {
         entry: &'a Entry,
         resolved: &'a ResolvedFile,
+        /// The coding of `entry` when it is a precompressed variant of `resolved` (its sidecar).
+        coding: Option<ContentCoding>,
         limits: Limits,
         /// Where the body counts the residency of its frames: the cache's.
         frames: &'a Arc<FrameCounters>,
@@ -63,11 +66,12 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
         Reply::File {
             entry,
             resolved,
+            coding,
             limits,
             frames,
         } => match checked_window(entry, resolved) {
             Ok(window) => {
-                let rep = Representation::of(entry, resolved, frames, window.as_ref());
+                let rep = Representation::of(entry, resolved, coding, frames, window.as_ref());
                 file(head, &rep, limits)
             }
             Err(unservable) => unservable.response(),
@@ -202,8 +206,13 @@ struct Representation<'a> {
     content_length: Option<&'a HeaderValue>,
     cache_control: Option<&'a HeaderValue>,
     content_disposition: Option<&'a HeaderValue>,
+    /// The variant's coding, sent as `Content-Encoding` (RFC 9110 §8.4) with 200 and 206.
+    coding: Option<ContentCoding>,
     /// The resolver's further fields, for every response about the file.
     extra: Option<&'a HeaderMap>,
+    /// Whether the file has precompressed variants, so that every answer about it varies with
+    /// Accept-Encoding (RFC 9110 §12.5.5).
+    varies: bool,
     /// What the body must watch while it sends a shared mapping or a file read on demand (None for bytes on
     /// the heap), and whether it re-checks the file's identity before the last frame (not for immutable files).
     watched: Option<(&'a Arc<crate::MmapFile>, bool)>,
@@ -215,20 +224,24 @@ struct Representation<'a> {
 static DEFAULT_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 impl<'a> Representation<'a> {
-    /// The representation of `entry` that `resolved` names: the whole file, or `window` of it (checked by
-    /// [`checked_window`]).
+    /// The representation of `entry` that `resolved` names: the whole file, `window` of it (checked by
+    /// [`checked_window`]), or the whole of its variant in `coding`.
     fn of(
         entry: &'a Entry,
         resolved: &'a ResolvedFile,
+        coding: Option<ContentCoding>,
         frames: &'a Arc<FrameCounters>,
         window: Option<&'a Window>,
     ) -> Self {
         let file = entry.file();
         let v = entry.validators();
+        // A variant's tag is its own file's (§8.8.3: another representation, another tag): the resolver's
+        // names the identity's bytes. (A resolver naming a window or a version gets no variant.)
+        let theirs = resolved.etag.as_ref().filter(|_| coding.is_none());
         let (etag, content_length, offset, len) = match window {
             Some(w) => (&w.etag, None, w.range.start, w.range.end - w.range.start),
             None => (
-                resolved.etag.as_ref().unwrap_or(&v.etag),
+                theirs.unwrap_or(&v.etag),
                 Some(&v.length),
                 0,
                 file.content().len(),
@@ -236,7 +249,7 @@ impl<'a> Representation<'a> {
         };
         // One this crate made (a window's too) is a well-formed strong entity-tag: preconditions need not
         // parse it.
-        let etag_is_ours = resolved.etag.is_none();
+        let etag_is_ours = theirs.is_none();
         Self {
             content: file.content(),
             offset,
@@ -257,7 +270,9 @@ impl<'a> Representation<'a> {
             content_length,
             cache_control: resolved.cache_control.as_ref(),
             content_disposition: resolved.content_disposition.as_ref(),
+            coding,
             extra: resolved.headers(),
+            varies: !resolved.codings().is_empty(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
         }
@@ -311,19 +326,26 @@ const SERVICE_FIELDS: [header::HeaderName; 10] = [
     header::CONNECTION,
 ];
 
-/// Adds the resolver's further fields, each name the response does not have yet with all its values.
+/// Adds the resolver's further fields, each name the response does not have yet with all its values, and
+/// `Vary: Accept-Encoding` for a file with precompressed variants.
 fn extra_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
-    let Some(extra) = rep.extra else { return };
-    for name in extra.keys() {
-        if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
-            for value in extra.get_all(name) {
-                h.append(name.clone(), value.clone());
+    if let Some(extra) = rep.extra {
+        for name in extra.keys() {
+            if !h.contains_key(name) && !SERVICE_FIELDS.contains(name) {
+                for value in extra.get_all(name) {
+                    h.append(name.clone(), value.clone());
+                }
             }
         }
+    }
+    if rep.varies {
+        // After the resolver's own Vary fields, which the loop above would otherwise drop.
+        h.append(header::VARY, ACCEPT_ENCODING);
     }
 }
 
 const ACCEPT_RANGES_BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 fn full(rep: &Representation<'_>, limits: Limits) -> Response<MmapBody> {
@@ -408,6 +430,9 @@ fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     }
     if let Some(cd) = rep.content_disposition {
         h.insert(header::CONTENT_DISPOSITION, cd.clone());
+    }
+    if let Some(coding) = rep.coding {
+        h.insert(header::CONTENT_ENCODING, coding.header_value());
     }
     extra_headers(h, rep);
 }
@@ -543,6 +568,7 @@ mod tests {
         let reply = Reply::File {
             entry,
             resolved,
+            coding: None,
             limits: LIMITS,
             frames: &frames,
         };
