@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use super::respond::{Limits, Reply, render};
+use super::verify::{self, Standing};
 use crate::body::MmapBody;
 use crate::cache::{Entry, FrameCounters};
 use crate::http::target;
@@ -239,22 +240,44 @@ fn proceed(
     if let Some(reason) = refusal {
         return Step::Done(Outcome::Response(render(&head, Reply::Refused(reason))));
     }
-    let policy = policy_for(&file, cache);
-    // A confined file must have been verified beneath this very root.
-    let tag = file.confinement().map_or(0, Confinement::tag);
-    if let Some(entry) = cache.fresh_entry(&file.path, policy, tag) {
-        let reply = Reply::File {
-            entry: &entry,
+    if let Some(content) = file.memory() {
+        let reply = Reply::Bytes {
+            content,
             resolved: &file,
             limits,
             frames: cache.frame_counters(),
         };
         return Step::Done(Outcome::Response(render(&head, reply)));
     }
+    let mut policy = policy_for(&file, cache);
+    // A confined file must have been verified beneath this very root.
+    let tag = file.confinement().map_or(0, Confinement::tag);
+    if let Some(entry) = cache.fresh_entry(&file.path, policy, tag) {
+        match verify::standing(&entry, &file) {
+            Standing::Cleared => {
+                let reply = Reply::File {
+                    entry: &entry,
+                    resolved: &file,
+                    limits,
+                    frames: cache.frame_counters(),
+                };
+                return Step::Done(Outcome::Response(render(&head, reply)));
+            }
+            // Hashed, or the file re-checked, on the blocking pool.
+            standing => policy = verify::open_policy(standing, policy),
+        }
+    }
     let frames = cache.frame_counters();
     let cache = Arc::clone(cache);
     let (path, confinement) = (file.path.clone(), file.confinement().cloned());
-    let job = move || open(&cache, path, confinement, policy);
+    let digest = file.verification().cloned();
+    let job = move || {
+        let entry = open(&cache, path, confinement, policy)?;
+        if let Some(digest) = &digest {
+            verify::verify(&entry, digest)?;
+        }
+        Ok(entry)
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => Step::Open {
             open: runtime.spawn_blocking(job),
@@ -297,6 +320,12 @@ fn finish(
     frames: &Arc<FrameCounters>,
 ) -> Outcome {
     let reply = match &opened {
+        Ok(entry) if verify::standing(entry, file) == Standing::Mismatch => {
+            let digest = file
+                .verification()
+                .expect("only a verified file mismatches");
+            Reply::Mismatch(digest.reason())
+        }
         Ok(entry) => Reply::File {
             entry,
             resolved: file,
@@ -309,9 +338,10 @@ fn finish(
                 None => return Outcome::NotFound(head),
             }
         }
-        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => {
-            return Outcome::NotFound(head);
-        }
+        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => match file.missing() {
+            Some(rejection) => Reply::Rejected(rejection),
+            None => return Outcome::NotFound(head),
+        },
         Err(err) => Reply::Error(err),
     };
     Outcome::Response(render(&head, reply))

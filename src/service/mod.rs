@@ -8,6 +8,7 @@ mod future;
 mod layer;
 mod respond;
 mod serve;
+mod verify;
 
 pub use future::MmapServeFuture;
 pub use layer::{FallThrough, FallThroughBody, FallThroughFuture, MmapServeLayer};
