@@ -8,13 +8,21 @@
 //! match goes there too, with its file re-checked against the disk, so that a repaired file is mapped and
 //! hashed anew while an unchanged one is refused without hashing it again.
 
+use bytes::Bytes;
+
 use crate::cache::Entry;
-use crate::mmap::file::Content;
+use crate::mmap::file::{Content, MmapFile};
+use crate::mmap::residency::Residency;
 use crate::resolve::{ContentDigest, ResolvedFile};
 use crate::{MmapError, Revalidate};
 
-/// Largest piece of a file read on demand that is hashed at once (a mapping is hashed in one call).
+/// Largest piece of a file read on demand that is hashed at once.
 const READ_PIECE: u64 = 1 << 20;
+
+/// The pieces a mapping is hashed in: while one is hashed, the next, when it is not in memory, is brought
+/// in from disk on a scoped thread (`MADV_WILLNEED` + `MADV_POPULATE_READ`, as bodies bring frames in), so
+/// a cold block costs about the longer of its read and its hash rather than their sum of page faults.
+const HASH_PIECE: usize = 8 << 20;
 
 /// What is known of a cached entry's content against what the resolver asks of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +67,7 @@ pub(super) fn verify(entry: &Entry, digest: &ContentDigest) -> Result<(), MmapEr
     let file = entry.file();
     let (matches, hashed_here) =
         entry.verdict_or_check(digest.code(), digest.digest(), || match file.content() {
-            Content::Memory(bytes) => Ok(digest.matches(bytes)),
+            Content::Memory(bytes) => Ok(hash_in_memory(file, bytes, digest)),
             Content::Pread(on_demand) => {
                 let mut hasher = digest.hasher();
                 let mut at = 0;
@@ -83,6 +91,33 @@ pub(super) fn verify(entry: &Entry, digest: &ContentDigest) -> Result<(), MmapEr
         );
     }
     Ok(())
+}
+
+/// Whether `bytes`, the content of `file` (a mapping, or a heap copy of a small file), hash to `digest`.
+fn hash_in_memory(file: &MmapFile, bytes: &Bytes, digest: &ContentDigest) -> bool {
+    let Some(mapping) = file.mapping() else {
+        return digest.matches(bytes);
+    };
+    let mut hasher = digest.hasher();
+    let pieces: Vec<&[u8]> = bytes.chunks(HASH_PIECE).collect();
+    std::thread::scope(|scope| {
+        let mut ahead = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            // This piece's bring-in (started while the last one was hashed) is done, or it faults here.
+            if let Some(bringing) = ahead.take() {
+                let _ = std::thread::ScopedJoinHandle::join(bringing);
+            }
+            if let Some(&next) = pieces.get(i + 1) {
+                if file.residency(next) == Residency::Cold {
+                    // An error (a truncated file) only leaves the pages to fault, onto the SIGBUS guard's zero
+                    // pages: the hash then does not match.
+                    ahead = Some(scope.spawn(move || mapping.bring_in(next, 0)));
+                }
+            }
+            hasher.update(piece);
+        }
+    });
+    digest.is_digest_of(hasher.as_mut())
 }
 
 #[cfg(test)]
@@ -159,6 +194,33 @@ mod tests {
             .verdict_or_check::<()>(0x1e, blake.digest(), || panic!("hashed again"))
             .expect("known");
         assert!(matches);
+    }
+
+    #[test]
+    fn a_mapping_of_many_pieces_is_hashed_whole_cold_or_warm() {
+        let len = 2 * HASH_PIECE + 12_345;
+        let content = crate::testing::pattern(len);
+        let mut damaged = content.clone();
+        damaged[2 * HASH_PIECE + 1] ^= 1; // in the last piece, brought in ahead
+        for (bytes, matches) in [(&content, true), (&damaged, false)] {
+            let (dir, entry) = entry(bytes);
+            assert!(entry.file().is_mapped());
+            // Out of the page cache (if the file system lets it go), so that pieces are brought in ahead.
+            let file = std::fs::File::open(dir.path().join("b")).expect("open");
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+            let Content::Memory(mapped) = entry.file().content() else {
+                panic!("mapped")
+            };
+            assert_eq!(
+                hash_in_memory(entry.file(), mapped, &sha256(&content)),
+                matches
+            );
+            // Warm now: the same verdict.
+            assert_eq!(
+                hash_in_memory(entry.file(), mapped, &sha256(&content)),
+                matches
+            );
+        }
     }
 
     #[test]
