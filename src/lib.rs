@@ -136,8 +136,8 @@ pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 pub use mmap::guard::{caught_faults as sigbus_faults_caught, sigbus_protection_active};
 pub use mmap::identity::FileIdentity;
 pub use resolve::{
-    CidResolver, DirResolver, NeverPending, Rejection, Resolution, Resolve, ResolvedFile,
-    Resolving, ResolvingFuture, SafetensorsFuture, SafetensorsResolver,
+    CidResolver, ContentDigest, DirResolver, NeverPending, Rejection, Resolution, Resolve,
+    ResolvedFile, Resolving, ResolvingFuture, SafetensorsFuture, SafetensorsResolver,
 };
 pub use service::{
     DEFAULT_MAX_RANGES, FallThrough, FallThroughBody, FallThroughFuture, MmapServe,

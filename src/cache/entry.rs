@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -33,6 +33,34 @@ pub(crate) struct Entry {
     /// What a resolver derived from this mapping's bytes (a parsed index), made once and dropped with the
     /// entry: a changed file gets a new entry, and so a new attachment.
     attachment: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Whether the content matches the first digest a resolver asked for: set once, read with one load.
+    verdict: OnceLock<Verdict>,
+    /// The verdicts for further digests (a file that resolvers name by more than one hash: rare), each held
+    /// only to look one up or add one.
+    other_verdicts: Mutex<Vec<Verdict>>,
+    /// Held while the content is hashed, so that one request hashes and concurrent ones wait for its verdict.
+    hashing: Mutex<()>,
+}
+
+/// Locks `mutex`; a panic while it was held (none is expected) left its data whole, so it is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What hashing an entry's content found for one expected digest (a multihash code and digest).
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    code: u64,
+    digest: Box<[u8]>,
+    matches: bool,
+}
+
+impl Verdict {
+    fn is_for(&self, code: u64, digest: &[u8]) -> bool {
+        self.code == code && *self.digest == *digest
+    }
 }
 
 /// What the cache's watch knows of an entry's file.
@@ -58,6 +86,9 @@ impl Entry {
             watch: AtomicU8::new(Watch::Unwatched as u8),
             registration: OnceLock::new(),
             attachment: OnceLock::new(),
+            verdict: OnceLock::new(),
+            other_verdicts: Mutex::new(Vec::new()),
+            hashing: Mutex::new(()),
         }
     }
 
@@ -74,6 +105,46 @@ impl Entry {
         self.attachment
             .get_or_init(|| Box::new(make()))
             .downcast_ref()
+    }
+
+    /// Whether the content matches the digest `digest` of multihash `code`, if that is known; never waits for
+    /// a hash (a verdict for a further digest is looked up under a lock held for the look-up only).
+    pub(crate) fn verdict(&self, code: u64, digest: &[u8]) -> Option<bool> {
+        match self.verdict.get() {
+            Some(v) if v.is_for(code, digest) => Some(v.matches),
+            _ => lock(&self.other_verdicts)
+                .iter()
+                .find(|v| v.is_for(code, digest))
+                .map(|v| v.matches),
+        }
+    }
+
+    /// Whether the content matches `digest` of multihash `code`, hashing it with `check` when no verdict is
+    /// known yet; the verdict and whether this call made it (blocking: concurrent callers wait for the one
+    /// that hashes). An error of `check` leaves no verdict, so a later call tries again.
+    pub(crate) fn verdict_or_check<E>(
+        &self,
+        code: u64,
+        digest: &[u8],
+        check: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<(bool, bool), E> {
+        if let Some(known) = self.verdict(code, digest) {
+            return Ok((known, false));
+        }
+        let _hashing = lock(&self.hashing);
+        if let Some(known) = self.verdict(code, digest) {
+            return Ok((known, false)); // Hashed by the caller this one waited for.
+        }
+        let matches = check()?;
+        let verdict = Verdict {
+            code,
+            digest: digest.into(),
+            matches,
+        };
+        if let Err(verdict) = self.verdict.set(verdict) {
+            lock(&self.other_verdicts).push(verdict);
+        }
+        Ok((matches, true))
     }
 
     /// What the watch knows of the file: one relaxed load (it orders nothing; a change seen a moment later is

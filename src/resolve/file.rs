@@ -6,10 +6,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
 use http::{HeaderValue, StatusCode};
 
-use super::Confinement;
+use super::{Confinement, ContentDigest};
 #[cfg(doc)]
 use super::{DirResolver, Resolve};
 use crate::FileIdentity;
@@ -189,6 +190,9 @@ pub struct ResolvedFile {
     /// a file without them costs the hot path nothing to make, move and drop (measured: an inline empty
     /// `HeaderMap` cost about 230 instructions per request).
     pub(crate) headers: Option<Box<HeaderMap>>,
+    verify: Option<ContentDigest>,
+    bytes: Option<Bytes>,
+    if_missing: Option<Rejection>,
 }
 
 impl ResolvedFile {
@@ -218,6 +222,9 @@ impl ResolvedFile {
             redirect_if_directory: false,
             codings: Codings::default(),
             headers: None,
+            verify: None,
+            bytes: None,
+            if_missing: None,
         }
     }
 
@@ -362,10 +369,10 @@ impl ResolvedFile {
         self
     }
 
-    /// The codings whose sidecars the service may look for: none for a [window](Self::window) or a pinned
-    /// [version](Self::version), which both name the identity file's own bytes.
+    /// The codings whose sidecars the service may look for: none for a [window](Self::window), a pinned
+    /// [version](Self::version) or a [verified](Self::verify) file, which all name the file's own bytes.
     pub(crate) fn codings(&self) -> Codings {
-        if self.window.is_some() || self.version.is_some() {
+        if self.window.is_some() || self.version.is_some() || self.verify.is_some() {
             return Codings::default();
         }
         self.codings
@@ -520,11 +527,96 @@ impl ResolvedFile {
         self
     }
 
+    /// Serves the file only if its content hashes to `digest`: the service hashes it once per cached mapping
+    /// (on the blocking pool, before the first byte of any response about it, a `HEAD`, a range or a 304
+    /// included) and keeps the verdict with the mapping, so a file is hashed again only when it changed and was
+    /// mapped anew. Content that does not match is answered `500 Internal Server Error` with
+    /// `Cache-Control: no-store` and never served; the mismatch is logged once per mapping.
+    ///
+    /// Concurrent first requests for one file do not each hash it: one hashes, the others wait for its
+    /// verdict (each on a blocking thread).
+    ///
+    /// Default: not verified.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{ContentDigest, ResolvedFile};
+    ///
+    /// let file = ResolvedFile::new("/srv/blocks/b").verify(ContentDigest::sha2_256([0; 32]));
+    /// assert_eq!(file.verification().map(ContentDigest::code), Some(0x12));
+    /// ```
+    pub fn verify(mut self, digest: ContentDigest) -> Self {
+        self.verify = Some(digest);
+        self
+    }
+
+    /// The digest the content must match, if the file is [verified](Self::verify).
+    pub fn verification(&self) -> Option<&ContentDigest> {
+        self.verify.as_ref()
+    }
+
+    /// Serves `content` as the representation instead of the file at `path`, which is then never opened
+    /// (nor its confinement checked): for content a resolver knows without a store, such as an IPFS identity
+    /// CID's. Ranges, preconditions and every header setting apply as to a file. Without an
+    /// [ETag](Self::etag) of the resolver's, the response gets a strong one made from the content's BLAKE3
+    /// hash (computed here); there is no `Last-Modified`.
+    ///
+    /// Default: none (the file at `path` is served).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::ResolvedFile;
+    ///
+    /// let file = ResolvedFile::new("/dev/null").bytes(bytes::Bytes::from_static(b"hello"));
+    /// assert!(file.etag.is_some());
+    /// ```
+    pub fn bytes(mut self, content: Bytes) -> Self {
+        if self.etag.is_none() {
+            self.etag = Some(content_etag(&content));
+        }
+        self.bytes = Some(content);
+        self
+    }
+
+    /// The content to serve instead of the file, when the resolver gave one.
+    pub(crate) fn memory(&self) -> Option<&Bytes> {
+        self.bytes.as_ref()
+    }
+
+    /// Answers `rejection` when the file does not exist, instead of Not Found (which a layer passes on to its
+    /// inner service): for a resolver that must say more than "not here", such as an IPFS gateway answering
+    /// `Cache-Control: only-if-cached` with 412 Precondition Failed. Whether the file exists is found out on
+    /// the blocking pool, as for any file not in the cache.
+    ///
+    /// Default: none (a missing file is Not Found).
+    pub fn if_missing(mut self, rejection: Rejection) -> Self {
+        self.if_missing = Some(rejection);
+        self
+    }
+
+    /// What a missing file is answered with, when not Not Found.
+    pub(crate) fn missing(&self) -> Option<&Rejection> {
+        self.if_missing.as_ref()
+    }
+
     /// The root the file must stay beneath, if it is confined; the service opens the file with
     /// [`Confinement::open`].
     pub(crate) fn confinement(&self) -> Option<&Confinement> {
         self.confinement.as_ref()
     }
+}
+
+/// A strong entity-tag for `content`: the first 128 bits of its BLAKE3 hash, in hex.
+pub(crate) fn content_etag(content: &[u8]) -> HeaderValue {
+    use multihash_codetable::{Code, MultihashDigest};
+    let hash = Code::Blake3_256.digest(content);
+    let hex: String = hash.digest()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    HeaderValue::try_from(format!("\"b3-{hex}\"")).expect("a quoted hex entity-tag")
 }
 
 #[cfg(test)]
@@ -613,6 +705,42 @@ mod tests {
         let confinement = file.confinement().expect("confined");
         assert_eq!(&*confinement.root, Path::new("/r"));
         assert!(confinement.follow_symlinks);
+    }
+
+    #[test]
+    fn bytes_keep_a_resolvers_etag_or_make_one_from_the_content() {
+        let content = Bytes::from_static(b"abc");
+        let made = ResolvedFile::new("/f").bytes(content.clone());
+        let again = ResolvedFile::new("/g").bytes(content.clone());
+        assert_eq!(made.etag, again.etag, "the same content, the same tag");
+        let other = ResolvedFile::new("/f").bytes(Bytes::from_static(b"abd"));
+        assert_ne!(made.etag, other.etag);
+        let tag = made.etag.expect("made").to_str().expect("ascii").to_owned();
+        assert!(
+            tag.starts_with("\"b3-") && tag.ends_with('"') && tag.len() == 37,
+            "{tag}"
+        );
+        let kept = ResolvedFile::new("/f")
+            .etag(HeaderValue::from_static("\"mine\""))
+            .bytes(content);
+        assert_eq!(kept.etag.as_ref().expect("kept"), "\"mine\"");
+        assert_eq!(kept.memory().map(|b| &b[..]), Some(&b"abc"[..]));
+    }
+
+    #[test]
+    fn verification_and_the_missing_answer_are_read_back() {
+        let file = ResolvedFile::new("/f");
+        assert!(
+            file.verification().is_none() && file.missing().is_none() && file.memory().is_none()
+        );
+        let file = file
+            .verify(ContentDigest::blake3([7; 32]))
+            .if_missing(Rejection::new(StatusCode::PRECONDITION_FAILED, "not here"));
+        assert_eq!(file.verification(), Some(&ContentDigest::blake3([7; 32])));
+        assert_eq!(
+            file.missing().map(Rejection::status),
+            Some(StatusCode::PRECONDITION_FAILED)
+        );
     }
 
     #[test]

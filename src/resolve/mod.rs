@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 mod cid;
 mod confine;
+mod digest;
 mod dir;
 mod file;
 mod names;
@@ -17,7 +18,9 @@ mod safetensors;
 
 pub use cid::CidResolver;
 pub(crate) use confine::Confinement;
+pub use digest::ContentDigest;
 pub use dir::DirResolver;
+pub(crate) use file::content_etag;
 pub use file::{Rejection, Resolution, ResolvedFile};
 pub use resolving::{NeverPending, Resolving, ResolvingFuture};
 #[cfg(feature = "fuzzing")]

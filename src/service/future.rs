@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::respond::{Limits, Reply, render};
 use super::variant::{self, Lookup, Opened};
+use super::verify::{self, Standing};
 use crate::body::MmapBody;
 use crate::cache::{Entry, FrameCounters};
 use crate::http::encoding::Preference;
@@ -244,7 +245,16 @@ fn proceed(
     if let Some(reason) = refusal {
         return Step::Done(Outcome::Response(render(&head, Reply::Refused(reason))));
     }
-    let policy = policy_for(&file, cache);
+    if let Some(content) = file.memory() {
+        let reply = Reply::Bytes {
+            content,
+            resolved: &file,
+            limits,
+            frames: cache.frame_counters(),
+        };
+        return Step::Done(Outcome::Response(render(&head, reply)));
+    }
+    let mut policy = policy_for(&file, cache);
     // A confined file must have been verified beneath this very root.
     let tag = file.confinement().map_or(0, Confinement::tag);
     // A precompressed variant the request prefers, when the resolver names some (RFC 9110 §12.5.3).
@@ -268,19 +278,35 @@ fn proceed(
     if sidecars.is_empty()
         && let Some(entry) = cache.fresh_entry(&file.path, policy, tag)
     {
-        let reply = Reply::File {
-            entry: &entry,
-            resolved: &file,
-            coding: None,
-            limits,
-            frames: cache.frame_counters(),
-        };
-        return Step::Done(Outcome::Response(render(&head, reply)));
+        match verify::standing(&entry, &file) {
+            Standing::Cleared => {
+                let reply = Reply::File {
+                    entry: &entry,
+                    resolved: &file,
+                    coding: None,
+                    limits,
+                    frames: cache.frame_counters(),
+                };
+                return Step::Done(Outcome::Response(render(&head, reply)));
+            }
+            // Hashed, or the file re-checked, on the blocking pool.
+            standing => policy = verify::open_policy(standing, policy),
+        }
     }
     let frames = cache.frame_counters();
     let cache = Arc::clone(cache);
     let (path, confinement) = (file.path.clone(), file.confinement().cloned());
-    let job = move || variant::open(&cache, &path, confinement.as_ref(), policy, sidecars, open);
+    // A verified file has no sidecars (see `ResolvedFile::codings`): what is hashed is what is served.
+    let digest = file.verification().cloned();
+    let job = move || {
+        let mut opened = variant::open(&cache, &path, confinement.as_ref(), policy, sidecars, open);
+        if let (Some(digest), Ok(entry)) = (&digest, &opened.entry)
+            && let Err(err) = verify::verify(entry, digest)
+        {
+            opened.entry = Err(err);
+        }
+        opened
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => Step::Open {
             open: runtime.spawn_blocking(job),
@@ -323,6 +349,12 @@ fn finish(
     frames: &Arc<FrameCounters>,
 ) -> Outcome {
     let reply = match &opened.entry {
+        Ok(entry) if verify::standing(entry, file) == Standing::Mismatch => {
+            let digest = file
+                .verification()
+                .expect("only a verified file mismatches");
+            Reply::Mismatch(digest.reason())
+        }
         Ok(entry) => Reply::File {
             entry,
             resolved: file,
@@ -336,9 +368,10 @@ fn finish(
                 None => return Outcome::NotFound(head),
             }
         }
-        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => {
-            return Outcome::NotFound(head);
-        }
+        Err(err) if err.status_code() == http::StatusCode::NOT_FOUND => match file.missing() {
+            Some(rejection) => Reply::Rejected(rejection),
+            None => return Outcome::NotFound(head),
+        },
         Err(err) => Reply::Error(err),
     };
     Outcome::Response(render(&head, reply))

@@ -9,6 +9,7 @@ mod layer;
 mod respond;
 mod serve;
 mod variant;
+mod verify;
 
 pub use future::MmapServeFuture;
 pub use layer::{FallThrough, FallThroughBody, FallThroughFuture, MmapServeLayer};

@@ -20,7 +20,7 @@ use crate::http::preconditions::Validators;
 use crate::http::range::{content_range, unsatisfied_content_range};
 use crate::http::target::is_known_method;
 use crate::mmap::file::Content;
-use crate::resolve::{Rejection, ResolvedFile};
+use crate::resolve::{Rejection, ResolvedFile, content_etag};
 
 /// Per-service settings that shape responses.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,15 @@ pub(crate) enum Reply<'a> {
         /// Where the body counts the residency of its frames: the cache's.
         frames: &'a Arc<FrameCounters>,
     },
+    /// Content the resolver gave instead of a file ([`ResolvedFile::bytes`]), answered as a file would be.
+    Bytes {
+        content: &'a Bytes,
+        resolved: &'a ResolvedFile,
+        limits: Limits,
+        frames: &'a Arc<FrameCounters>,
+    },
+    /// 500: the file does not match the digest its resolver named (the reason says so; logged already).
+    Mismatch(&'static str),
     /// 400: the request target or its Host field is malformed (the reason says how).
     Refused(&'static str),
     /// The resolver's rejection.
@@ -76,6 +85,33 @@ pub(crate) fn render(head: &Parts, reply: Reply<'_>) -> Response<MmapBody> {
             }
             Err(unservable) => unservable.response(),
         },
+        Reply::Bytes {
+            content,
+            resolved,
+            limits,
+            frames,
+        } => {
+            // `bytes` made an ETag; one cleared since (the field is public) is made again.
+            let made;
+            let etag = match &resolved.etag {
+                Some(etag) => etag,
+                None => {
+                    made = content_etag(content);
+                    &made
+                }
+            };
+            let content = Content::Memory(content.clone());
+            let length = decimal(content.len());
+            let rep = Representation::of_bytes(&content, &length, etag, resolved, frames);
+            file(head, &rep, limits)
+        }
+        Reply::Mismatch(reason) => {
+            // Never stored by a cache (RFC 9111 §5.2.2.5): the next request may find the file repaired.
+            let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, reason);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
         Reply::Refused(reason) => text(StatusCode::BAD_REQUEST, reason),
         Reply::Rejected(rejection) => text(rejection.status(), rejection.reason()),
         Reply::Method => method_not_allowed_or_implemented(&head.method),
@@ -200,7 +236,8 @@ struct Representation<'a> {
     len: u64,
     content_type: &'a HeaderValue,
     etag: &'a HeaderValue,
-    last_modified: &'a HeaderValue,
+    /// None for content a resolver gave, which has no modification time.
+    last_modified: Option<&'a HeaderValue>,
     validators: Validators<'a>,
     /// `len` as a header value, formatted once per file; None for a window, whose full answer formats it.
     content_length: Option<&'a HeaderValue>,
@@ -259,7 +296,7 @@ impl<'a> Representation<'a> {
                 .as_ref()
                 .unwrap_or(&DEFAULT_CONTENT_TYPE),
             etag,
-            last_modified: &v.last_modified,
+            last_modified: Some(&v.last_modified),
             validators: Validators {
                 etag: etag.as_bytes(),
                 etag_is_ours,
@@ -274,6 +311,43 @@ impl<'a> Representation<'a> {
             extra: resolved.headers(),
             varies: !resolved.codings().is_empty(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
+            frames,
+        }
+    }
+
+    /// `content`, which a resolver gave (its length formatted as `length`), tagged `etag`, with the resolver's
+    /// metadata: there is no Last-Modified, and nothing for the body to watch.
+    fn of_bytes(
+        content: &'a Content,
+        length: &'a HeaderValue,
+        etag: &'a HeaderValue,
+        resolved: &'a ResolvedFile,
+        frames: &'a Arc<FrameCounters>,
+    ) -> Self {
+        Self {
+            content,
+            offset: 0,
+            len: content.len(),
+            content_type: resolved
+                .content_type
+                .as_ref()
+                .unwrap_or(&DEFAULT_CONTENT_TYPE),
+            etag,
+            last_modified: None,
+            validators: Validators {
+                etag: etag.as_bytes(),
+                etag_is_ours: false,
+                last_modified: None,
+                last_modified_value: None,
+                strong_date_from: None,
+            },
+            content_length: Some(length),
+            cache_control: resolved.cache_control.as_ref(),
+            content_disposition: resolved.content_disposition.as_ref(),
+            coding: None,
+            extra: resolved.headers(),
+            varies: false,
+            watched: None,
             frames,
         }
     }
@@ -424,7 +498,9 @@ fn not_modified(rep: &Representation<'_>) -> Response<MmapBody> {
 fn representation_headers(h: &mut HeaderMap, rep: &Representation<'_>) {
     h.insert(header::ACCEPT_RANGES, ACCEPT_RANGES_BYTES);
     h.insert(header::ETAG, rep.etag.clone());
-    h.insert(header::LAST_MODIFIED, rep.last_modified.clone());
+    if let Some(lm) = rep.last_modified {
+        h.insert(header::LAST_MODIFIED, lm.clone());
+    }
     if let Some(cc) = rep.cache_control {
         h.insert(header::CACHE_CONTROL, cc.clone());
     }
@@ -884,6 +960,59 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             "without a window too"
         );
+    }
+
+    #[test]
+    fn bytes_a_resolver_gives_are_answered_as_a_file_without_last_modified() {
+        let content = Bytes::from_static(b"hello world");
+        let resolved = ResolvedFile::new("/never/opened").bytes(content.clone());
+        let etag = resolved.etag.clone().expect("made from the content");
+        let frames = Arc::default();
+        let reply = |headers: &[(&'static str, &'static str)]| {
+            let reply = Reply::Bytes {
+                content: &content,
+                resolved: &resolved,
+                limits: LIMITS,
+                frames: &frames,
+            };
+            render(&head(Method::GET, headers), reply)
+        };
+        let full = reply(&[]);
+        assert_eq!(full.status(), StatusCode::OK);
+        assert_eq!(header(&full, "content-length"), Some("11"));
+        assert_eq!(header(&full, "etag"), etag.to_str().ok());
+        assert!(header(&full, "last-modified").is_none());
+        let part = reply(&[("range", "bytes=6-")]);
+        assert_eq!(header(&part, "content-range"), Some("bytes 6-10/11"));
+        let tag: &'static str = etag.to_str().expect("ascii").to_owned().leak();
+        assert_eq!(
+            reply(&[("if-none-match", tag)]).status(),
+            StatusCode::NOT_MODIFIED
+        );
+        // An ETag cleared after `bytes` made one is made again.
+        let mut untagged = ResolvedFile::new("/never/opened").bytes(content.clone());
+        untagged.etag = None;
+        let r = render(
+            &head(Method::GET, &[]),
+            Reply::Bytes {
+                content: &content,
+                resolved: &untagged,
+                limits: LIMITS,
+                frames: &frames,
+            },
+        );
+        assert_eq!(header(&r, "etag"), etag.to_str().ok());
+    }
+
+    #[test]
+    fn a_mismatch_is_500_with_its_reason_and_never_stored() {
+        let r = render(
+            &head(Method::GET, &[]),
+            Reply::Mismatch("block does not match its CID"),
+        );
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        assert_eq!(header(&r, "content-length"), Some("29"));
     }
 
     #[test]
