@@ -1,7 +1,7 @@
 //! A test hook: holds the bring-ins of chosen frames until a test lets them go, so a test can observe a body
 //! while a bring-in is under way without depending on how fast the disk is.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -23,16 +23,18 @@ impl Gate {
     }
 }
 
-static GATES: Mutex<Vec<(usize, usize, Arc<Gate>)>> = Mutex::new(Vec::new());
+/// The gates of live tests, weakly: a gate ends with its test's handle, so a later mapping at the same
+/// addresses (munmap frees them for reuse at once) never meets a gate of a test that has finished.
+static GATES: Mutex<Vec<(usize, usize, Weak<Gate>)>> = Mutex::new(Vec::new());
 
-/// Holds the bring-in of any frame inside `bytes` (a slice of a mapping) until the gate returned is opened.
+/// Holds the bring-in of any frame inside `bytes` (a slice of a mapping) until the gate returned is opened;
+/// the hold ends when the gate is dropped.
 pub(crate) fn hold(bytes: &Bytes) -> Arc<Gate> {
     let gate = Arc::new(Gate::default());
     let start = bytes.as_ptr() as usize;
-    GATES
-        .lock()
-        .expect("gates")
-        .push((start, start + bytes.len(), Arc::clone(&gate)));
+    let mut gates = GATES.lock().expect("gates");
+    gates.retain(|(_, _, gate)| gate.strong_count() > 0);
+    gates.push((start, start + bytes.len(), Arc::downgrade(&gate)));
     gate
 }
 
@@ -43,8 +45,8 @@ pub(super) fn wait(frame: &Bytes) {
         .lock()
         .expect("gates")
         .iter()
-        .find(|(start, end, _)| (*start..*end).contains(&at))
-        .map(|(_, _, gate)| Arc::clone(gate));
+        .filter(|(start, end, _)| (*start..*end).contains(&at))
+        .find_map(|(_, _, gate)| gate.upgrade());
     if let Some(gate) = gate {
         gate.reached.notify_one();
         let mut open = gate.open.lock().expect("gate");
