@@ -33,6 +33,15 @@ use mmap_serve::{
 use serde::Deserialize;
 use tower::ServiceExt;
 
+#[path = "support/demo.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with `serve`, which uses other parts of it"
+)]
+mod demo;
+use demo::write_if_changed;
+pub use demo::{demo_checkpoint, demo_tensors};
+
 /// The CIDv1 (raw, sha2-256) of the generated `demo_bytes(1 MiB, 7, 3)` tensor.
 pub const DEMO_CID: &str = "bafkreiaxfqk5ylqswuhfepmomv6l4753chaqkmssxpy6cqyqo7kx3aji7u";
 
@@ -230,53 +239,6 @@ pub fn create_demo_storage(dir: &Path) -> std::io::Result<()> {
     let models = dir.join("models");
     std::fs::create_dir_all(&models)?;
     write_if_changed(&models.join("demo.safetensors"), &demo_checkpoint())
-}
-
-/// Writes `bytes` to `path` by write-then-rename, unless `path` already holds them.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if std::fs::read(path).ok().as_deref() != Some(bytes) {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, path)?;
-    }
-    Ok(())
-}
-
-/// The demo checkpoint's tensors: name, dtype, shape and little-endian bytes.
-pub fn demo_tensors() -> Vec<(&'static str, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
-    use safetensors::Dtype;
-    // 128 KiB, so that the file is past the small-file threshold and memory-mapped.
-    let embed: Vec<u8> = (0..256 * 128)
-        .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
-        .collect();
-    // F16 bit patterns 0x3c00.. (1.0 and up): finite halves without a conversion crate.
-    let q_proj: Vec<u8> = (0..32 * 32u16)
-        .flat_map(|i| (0x3c00 + i).to_le_bytes())
-        .collect();
-    let positions: Vec<u8> = (0..128i64).flat_map(|i| (i - 64).to_le_bytes()).collect();
-    vec![
-        (
-            "model.embed_tokens.weight",
-            Dtype::F32,
-            vec![256, 128],
-            embed,
-        ),
-        ("layers.0/attn.q_proj", Dtype::F16, vec![32, 32], q_proj),
-        ("positions", Dtype::I64, vec![128], positions),
-    ]
-}
-
-/// `demo_tensors` as a safetensors file, written by the `safetensors` crate.
-pub fn demo_checkpoint() -> Vec<u8> {
-    let tensors = demo_tensors();
-    let views = tensors.iter().map(|(name, dtype, shape, bytes)| {
-        let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-            .expect("the bytes match dtype x shape");
-        (*name, view)
-    });
-    let views: Vec<_> = views.collect();
-    safetensors::serialize(views.iter().map(|(name, view)| (*name, view)), None)
-        .expect("a valid checkpoint")
 }
 
 #[allow(

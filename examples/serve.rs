@@ -9,6 +9,11 @@
 //! `GET /{relative path}` answers with the file, with Range, multipart ranges, conditional requests and HEAD as
 //! RFC 9110 says; with `--precompressed`, a sidecar `{path}.br`, `.zst`, `.gz` or `.zz` made beforehand
 //! (`gzip -k app.js`) answers requests whose `Accept-Encoding` prefers it (nothing is compressed on the fly).
+//! Every `.safetensors` file also answers `/{path}.safetensors/header` (its header JSON) and
+//! `/{path}.safetensors/tensors/{name}` (one tensor's bytes, with `X-Tensor-Dtype` and `X-Tensor-Shape`)
+//! unless `--no-tensors`; `--ipfs STORE` mounts a flat block store at `/ipfs/{cid}` as a verified trustless
+//! gateway (`?format=raw`), in front of the directory. The demo directory has a checkpoint, and a demo block
+//! store is mounted at `/ipfs/` when neither `--root` nor `--ipfs` is given.
 //! Ctrl-C stops accepting and lets open connections finish (up to ten seconds). The banner prints `curl` lines
 //! for files that exist under the root.
 //!
@@ -25,11 +30,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::service::TowerToHyperService;
-use mmap_serve::{DirResolver, MmapCache, MmapServe, Revalidate};
+use mmap_serve::{CidResolver, DirResolver, MmapCache, MmapServe, Revalidate, SafetensorsResolver};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
+use tower::Layer;
 
 #[path = "support/server.rs"]
 mod server;
+
+#[path = "support/demo.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with `mmap_tensor_server`, which uses other parts of it"
+)]
+mod demo;
 
 /// What `serve` adds to the shared flags.
 #[derive(Debug)]
@@ -39,6 +53,8 @@ struct Options {
     cache_files: usize,
     revalidation: Revalidate,
     precompressed: bool,
+    tensors: bool,
+    ipfs: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -49,6 +65,8 @@ impl Default for Options {
             cache_files: 16 * 1024,
             revalidation: Revalidate::default(),
             precompressed: false,
+            tensors: true,
+            ipfs: None,
         }
     }
 }
@@ -68,6 +86,17 @@ const FLAGS: &[server::Flag] = &[
         name: "--precompressed",
         value: None,
         help: "serve the sidecars NAME.br, .zst, .gz, .zz when Accept-Encoding prefers them (default: off)",
+    },
+    server::Flag {
+        name: "--no-tensors",
+        value: None,
+        help: "NAME.safetensors/header and NAME.safetensors/tensors/T are not found (default: answered)",
+    },
+    server::Flag {
+        name: "--ipfs",
+        value: Some("STORE"),
+        help: "serve the flat block store STORE at /ipfs/{cid}, verified (default: none; the demo's own store \
+               when --root is not given either)",
     },
     server::Flag {
         name: "--cache-files",
@@ -100,6 +129,8 @@ impl Options {
             "--no-index" => self.index = false,
             "--hidden" => self.hidden = true,
             "--precompressed" => self.precompressed = true,
+            "--no-tensors" => self.tensors = false,
+            "--ipfs" => self.ipfs = Some(PathBuf::from(value)),
             "--cache-files" => {
                 self.cache_files = value.parse().map_err(|_| "takes a number of files")?;
             }
@@ -122,18 +153,21 @@ impl Options {
 }
 
 async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>> {
-    let root = match &args.root {
-        Some(root) => root.clone(),
-        None => demo_dir()?,
+    let (root, ipfs) = match (&args.root, &options.ipfs) {
+        (Some(root), ipfs) => (root.clone(), ipfs.clone()),
+        (None, Some(ipfs)) => (demo_dir()?, Some(ipfs.clone())),
+        (None, None) => (demo_dir()?, Some(demo_blocks()?)),
     };
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    print_banner(addr, &root, args.threads);
+    print_banner(addr, &root, ipfs.as_deref(), options.tensors, args.threads);
     // Room for large trees: a cached file costs one mapping (no descriptor), well under vm.max_map_count.
-    let cache = MmapCache::builder()
-        .max_files(options.cache_files)
-        .revalidation(options.revalidation)
-        .build();
+    let cache = Arc::new(
+        MmapCache::builder()
+            .max_files(options.cache_files)
+            .revalidation(options.revalidation)
+            .build(),
+    );
     let mut resolver = DirResolver::new(&root).allow_hidden(options.hidden);
     if options.index {
         resolver = resolver.index_file("index.html");
@@ -146,8 +180,50 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
             .precompressed_deflate();
     }
     // Straight behind hyper, which leaves RFC 9112's Host rule to the service.
-    let service = MmapServe::with_cache(resolver, Arc::new(cache)).require_host(true);
-    server::accept(listener, TowerToHyperService::new(service), &args).await
+    let files = if options.tensors {
+        let resolver = SafetensorsResolver::new(resolver, Arc::clone(&cache));
+        Files::Tensors(MmapServe::with_cache(resolver, Arc::clone(&cache)).require_host(true))
+    } else {
+        Files::Plain(MmapServe::with_cache(resolver, Arc::clone(&cache)).require_host(true))
+    };
+    // The block store in front: `/ipfs/{cid}` of a block it has, the directory for everything else.
+    let gateway = ipfs.map(|store| {
+        let blocks = CidResolver::new(store).bare_paths(false);
+        MmapServe::with_cache(blocks, cache)
+            .require_host(true)
+            .into_layer()
+    });
+    match (files, gateway) {
+        (Files::Tensors(files), None) => serve_with(listener, files, &args).await,
+        (Files::Plain(files), None) => serve_with(listener, files, &args).await,
+        (Files::Tensors(files), Some(g)) => serve_with(listener, g.layer(files), &args).await,
+        (Files::Plain(files), Some(g)) => serve_with(listener, g.layer(files), &args).await,
+    }
+}
+
+/// The directory's service, with or without the tensor endpoints.
+enum Files {
+    Tensors(MmapServe<SafetensorsResolver>),
+    Plain(MmapServe<DirResolver>),
+}
+
+async fn serve_with<S, B>(
+    listener: TcpListener,
+    service: S,
+    args: &server::Args,
+) -> Result<(), Box<dyn Error>>
+where
+    S: tower::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    server::accept(listener, TowerToHyperService::new(service), args).await
 }
 
 /// A demo directory in the system temp dir, made once: a page, a text file, JSON and an 8 MiB binary.
@@ -155,7 +231,9 @@ fn demo_dir() -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join("mmap-serve-demo");
     std::fs::create_dir_all(dir.join("tensors"))?;
     let tensor: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
-    let files: [(&str, &[u8]); 4] = [
+    let checkpoint = demo::demo_checkpoint();
+    std::fs::create_dir_all(dir.join("models"))?;
+    let files: [(&str, &[u8]); 5] = [
         (
             "index.html",
             b"<!doctype html><title>mmap-serve</title><h1>mmap-serve demo</h1>\n\
@@ -164,6 +242,7 @@ fn demo_dir() -> std::io::Result<PathBuf> {
         ("hello.txt", b"Hello from a memory map.\n"),
         ("meta.json", b"{\"name\": \"weights\", \"dtype\": \"u8\", \"shape\": [8388608]}\n"),
         ("tensors/weights.bin", &tensor),
+        ("models/demo.safetensors", &checkpoint),
     ];
     for (name, bytes) in files {
         let path = dir.join(name);
@@ -178,14 +257,25 @@ fn demo_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-fn print_banner(addr: SocketAddr, root: &Path, threads: usize) {
+/// The demo's block store, beside the demo directory: one 64 KiB raw block, named by its CID.
+fn demo_blocks() -> std::io::Result<PathBuf> {
+    let store = std::env::temp_dir().join("mmap-serve-demo-blocks");
+    let block: Vec<u8> = (0..64u32 << 10).map(|i| (i % 239) as u8).collect();
+    demo::write_raw_block(&store, &block)?;
+    Ok(store)
+}
+
+fn print_banner(addr: SocketAddr, root: &Path, ipfs: Option<&Path>, tensors: bool, threads: usize) {
     use std::io::Write;
     let url = format!("http://{addr}");
     let mut banner = format!(
         "mmap-serve: serving {root} at {url}/ ({threads} worker threads)\n",
         root = root.display()
     );
-    let files = sample_files(root);
+    let (files, checkpoint) = sample_files(root);
+    if let Some(store) = ipfs {
+        banner.push_str(&format!("blocks of {} at {url}/ipfs/\n", store.display()));
+    }
     if files.is_empty() {
         banner
             .push_str("no readable files under the root yet; every path is 404 until there are\n");
@@ -200,16 +290,32 @@ fn print_banner(addr: SocketAddr, root: &Path, threads: usize) {
             }
         }
     }
+    if let Some((path, tensor)) = checkpoint.filter(|_| tensors) {
+        let target = format!("{url}/{}", url_path(&path));
+        banner.push_str(&format!("  curl -s {target}/header\n"));
+        if let Some(name) = tensor {
+            let name = utf8_percent_encode(&name, SEGMENT);
+            banner.push_str(&format!("  curl -s -i {target}/tensors/{name}\n"));
+        }
+    }
+    if let Some(cid) = ipfs.and_then(first_block) {
+        banner.push_str(&format!(
+            "  curl -s -i -r 0-15 '{url}/ipfs/{cid}?format=raw'\n"
+        ));
+    }
     banner.push_str("Ctrl-C to stop.\n");
     // Errors ignored: a closed stdout (a supervisor that read the URL and left) is no reason to stop serving.
     let _ = std::io::stdout().lock().write_all(banner.as_bytes());
     let _ = std::io::stdout().flush();
 }
 
+/// A checkpoint found under the root, and the name of its first tensor when its header says.
+type Checkpoint = (PathBuf, Option<String>);
+
 /// Up to three files the server will answer, relative to `root`, with their lengths: the smallest and the
 /// largest regular files among the first few hundred entries of a breadth-first walk, hidden names skipped
-/// (the default resolver does not serve them).
-fn sample_files(root: &Path) -> Vec<(PathBuf, u64)> {
+/// (the default resolver does not serve them); and the first `.safetensors` file of the walk.
+fn sample_files(root: &Path) -> (Vec<(PathBuf, u64)>, Option<Checkpoint>) {
     let mut found = Vec::new();
     let mut dirs = std::collections::VecDeque::from([PathBuf::new()]);
     let mut seen = 0;
@@ -239,6 +345,10 @@ fn sample_files(root: &Path) -> Vec<(PathBuf, u64)> {
             }
         }
     }
+    let checkpoint = found
+        .iter()
+        .find(|(path, _)| path.extension().is_some_and(|e| e == "safetensors"))
+        .map(|(path, _)| (path.clone(), first_tensor(&root.join(path))));
     found.sort_by_key(|(path, len)| (*len, path.clone()));
     let mut picked: Vec<(PathBuf, u64)> = found.first().cloned().into_iter().collect();
     if let Some(largest) = found.last().filter(|l| found.len() > 1 && **l != found[0]) {
@@ -247,31 +357,58 @@ fn sample_files(root: &Path) -> Vec<(PathBuf, u64)> {
     if let Some(middle) = found.get(found.len() / 2).filter(|m| !picked.contains(m)) {
         picked.insert(1.min(picked.len()), middle.clone());
     }
-    picked
+    (picked, checkpoint)
+}
+
+/// The first tensor a safetensors header names (its 8-byte length, then JSON), if the file has one.
+fn first_tensor(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?.min(1 << 20);
+    let mut header = vec![0; len];
+    file.read_exact(&mut header).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).ok()?;
+    header
+        .into_iter()
+        .map(|(name, _)| name)
+        .find(|name| name != "__metadata__")
+}
+
+/// A block of `store`: the first name that is all letters and digits, as CIDs are.
+fn first_block(store: &Path) -> Option<String> {
+    std::fs::read_dir(store)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// `path` as a URL path: each name percent-encoded where a path segment may not hold it (RFC 3986 §3.3).
 fn url_path(path: &Path) -> String {
-    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-    const SEGMENT: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'/')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'[')
-        .add(b'\\')
-        .add(b']')
-        .add(b'^')
-        .add(b'`')
-        .add(b'{')
-        .add(b'|')
-        .add(b'}');
     path.iter()
         .map(|name| utf8_percent_encode(&name.to_string_lossy(), SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// What a path segment may not hold as it is (RFC 3986 §3.3), a `/` included.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');

@@ -196,6 +196,21 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The banner's lines after the first, up to its last ("Ctrl-C to stop.").
+    pub fn rest_of_banner(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self._stdout.read_line(&mut line).expect("banner");
+            if n == 0 || line.starts_with("Ctrl-C") {
+                return lines;
+            }
+            lines.push(line.trim_end().to_string());
+        }
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -81,7 +81,8 @@ const NOT_CACHED: &str = "block not in this gateway's store (only-if-cached)";
 ///   `Accept` that admits `application/vnd.ipld.raw` without `format`, gets the raw block; the query wins
 ///   over `Accept`. `?format=car`, `tar`, `dag-json`, `dag-cbor`, `json` or `cbor`, and an `Accept` naming
 ///   only such formats, are 406 Not Acceptable with the reason; `?format=ipns-record` and an unknown format
-///   are 400. Anything else gets the block's bytes as [`content_type`](Self::content_type).
+///   are 400. Anything else gets the block's bytes as [`content_type`](Self::content_type), or 400 from a
+///   [`trustless_only`](Self::trustless_only) gateway.
 /// - **A raw block** (trustless-gateway "Block Responses", "Response Headers"): `Content-Type:
 ///   application/vnd.ipld.raw`, `Content-Disposition: attachment; filename="{cid}.bin"` (`?filename=`
 ///   names it instead), `X-Content-Type-Options: nosniff`, `ETag: "{cid}.raw"` (path-gateway "`Etag`": the
@@ -153,6 +154,7 @@ struct CidConfig {
     bare_paths: bool,
     content_type: HeaderValue,
     verify: bool,
+    trustless_only: bool,
 }
 
 /// Where in the URL path the CID was found, which decides how an invalid one is answered.
@@ -176,6 +178,7 @@ impl CidResolver {
                 bare_paths: true,
                 content_type: HeaderValue::from_static("application/octet-stream"),
                 verify: true,
+                trustless_only: false,
             }),
         }
     }
@@ -238,6 +241,29 @@ impl CidResolver {
         self
     }
 
+    /// Whether only verifiable answers are given, as a trustless-only gateway does (trustless-gateway spec:
+    /// "response type is always fully verifiable"): a request for a valid CID that asks for no trustless
+    /// format (neither `?format=raw` nor `Accept: application/vnd.ipld.raw`) is answered 400 Bad Request with
+    /// a reason that says how to ask, instead of the block's plain bytes. Identity CIDs obey it too.
+    ///
+    /// Default: `false` (a plain request gets the block's bytes with the configured
+    /// [`content_type`](Self::content_type)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{CidResolver, Resolution};
+    ///
+    /// let gateway = CidResolver::new("/var/blocks").trustless_only(true);
+    /// let cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    /// let Resolution::Reject(plain) = gateway.resolve_path(&format!("/ipfs/{cid}")) else { panic!() };
+    /// assert_eq!(plain.status(), 400);
+    /// ```
+    pub fn trustless_only(mut self, yes: bool) -> Self {
+        Arc::make_mut(&mut self.config).trustless_only = yes;
+        self
+    }
+
     /// Resolves a raw URL path as a plain `GET` of it (no query, no `Accept`), without I/O;
     /// [`Resolve::resolve`] resolves the whole request head.
     ///
@@ -288,6 +314,9 @@ impl CidResolver {
             Ok(asked) => asked,
             Err(rejection) => return Resolution::Reject(rejection),
         };
+        if config.trustless_only && asked.format() == Format::Plain {
+            return Resolution::reject(StatusCode::BAD_REQUEST, ONLY_TRUSTLESS);
+        }
         let identity = cid.hash().code() == IDENTITY;
         if !identity
             && (!is_name_suffix(&config.extension)
@@ -382,6 +411,9 @@ impl CidResolver {
         file
     }
 }
+
+/// The reason of a plain request to a [trustless-only](CidResolver::trustless_only) gateway.
+const ONLY_TRUSTLESS: &str = "this gateway answers only verifiable formats: add ?format=raw or Accept: application/vnd.ipld.raw";
 
 /// `X-Ipfs-Path`: the requested content path (path-gateway "`X-Ipfs-Path`").
 const X_IPFS_PATH: HeaderName = HeaderName::from_static("x-ipfs-path");

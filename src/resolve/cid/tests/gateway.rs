@@ -376,3 +376,31 @@ async fn head_ranges_multipart_and_304_by_the_raw_etag() {
     let plain_304 = get(&serve, &plain, &[("if-none-match", &plain_etag)]).await;
     assert_eq!(plain_304.status, 304);
 }
+
+#[tokio::test]
+async fn a_trustless_only_gateway_refuses_plain_requests_and_serves_raw_blocks() {
+    let store = tempfile::tempdir().expect("store");
+    let data = content(5_000);
+    let cid = block(store.path(), &data, Code::Sha2_256);
+    let serve = MmapServe::new(CidResolver::new(store.path()).trustless_only(true));
+    let uri = format!("/ipfs/{cid}");
+    let plain = get(&serve, &uri, &[]).await;
+    assert_eq!(plain.status, 400);
+    assert!(
+        String::from_utf8_lossy(&plain.body).contains("format=raw"),
+        "the reason says how to ask"
+    );
+    let identity = get(&serve, "/ipfs/bafkqaaa", &[]).await;
+    assert_eq!(identity.status, 400, "identity CIDs obey it too");
+    let raw = get(&serve, &format!("{uri}?format=raw"), &[]).await;
+    assert_eq!((raw.status, raw.body == data), (200, true));
+    assert_eq!(raw.header("content-type"), Some("application/vnd.ipld.raw"));
+    let by_accept = get(&serve, &uri, &[("accept", "application/vnd.ipld.raw")]).await;
+    assert_eq!((by_accept.status, by_accept.body == data), (200, true));
+    let head = send(&serve, Method::HEAD, &format!("{uri}?format=raw"), &[]).await;
+    assert_eq!(head.status, 200);
+    // By default a plain request keeps getting the block's bytes.
+    let default = MmapServe::new(CidResolver::new(store.path()));
+    let plain = get(&default, &uri, &[]).await;
+    assert_eq!((plain.status, plain.body == data), (200, true));
+}
