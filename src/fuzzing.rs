@@ -88,8 +88,8 @@ pub fn safetensors_index(file: &[u8]) -> Result<(Range<u64>, Vec<TensorWindow>),
         .map(|(name, t)| TensorWindow {
             name: name.to_string(),
             window: t.window.clone(),
-            dtype: text(&t.dtype),
-            shape: text(&t.shape),
+            dtype: text(t.dtype()),
+            shape: text(t.shape()),
         })
         .collect();
     Ok((index.header, tensors))

@@ -186,10 +186,11 @@ pub struct ResolvedFile {
     redirect_if_directory: bool,
     /// The precompressed sidecars `{path}.{ext}` the service may look for; see [`precompressed`](Self::precompressed).
     codings: Codings,
-    /// Further fields for every response about the file; boxed and absent unless a resolver adds one, so that
-    /// a file without them costs the hot path nothing to make, move and drop (measured: an inline empty
-    /// `HeaderMap` cost about 230 instructions per request).
-    pub(crate) headers: Option<Box<HeaderMap>>,
+    /// Further fields for every response about the file; behind a pointer and absent unless a resolver adds
+    /// one, so that a file without them costs the hot path nothing to make, move and drop (measured: an
+    /// inline empty `HeaderMap` cost about 230 instructions per request). Shared, so that a resolver can hand
+    /// out fields it made once (a tensor's dtype and shape) without building a map per request.
+    pub(crate) headers: Option<Arc<HeaderMap>>,
     verify: Option<ContentDigest>,
     bytes: Option<Bytes>,
     if_missing: Option<Rejection>,
@@ -301,7 +302,7 @@ impl ResolvedFile {
     /// assert_eq!(file.headers().unwrap()[header::VARY], "Accept-Encoding");
     /// ```
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.get_or_insert_default().append(name, value);
+        Arc::make_mut(self.headers.get_or_insert_default()).append(name, value);
         self
     }
 
