@@ -257,3 +257,92 @@ async fn a_refused_lease_leaves_files_served_as_before_and_is_counted() {
         Err(e) => eprintln!("skipping {REFUSED}: could not re-run the test as nobody ({e})"),
     }
 }
+
+// --- An in-place change to an inode no longer at the path counts as a change. -----------------------------
+
+/// Waits (at most 10 s, then fails) until `done` holds: events are read on the cache's own thread.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[tokio::test]
+async fn a_write_to_an_inode_renamed_over_fails_the_bodies_still_sending_it() {
+    use std::os::unix::fs::FileExt;
+    const LEN: u64 = 4 << 20;
+    let fx = Fixture::new();
+    let path = fx.file("m.bin", LEN);
+    let cache = Arc::new(
+        MmapCache::builder()
+            .revalidation(Revalidate::Watch { fallback: HOUR })
+            .build(),
+    );
+    let serve = MmapServe::with_cache(DirResolver::new(fx.root()), Arc::clone(&cache))
+        .chunk_size(256 << 10);
+    let response = serve
+        .clone()
+        .oneshot(get("/m.bin", &[]))
+        .await
+        .expect("infallible");
+    let old_etag = text(response.headers(), "etag").to_owned();
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a frame").expect("data");
+    let mut received = first.into_data().expect("data").to_vec();
+    // What the body holds: the cached file of the old inode (a hit on the same mapping).
+    let old = cache.get_or_create(&path).unwrap();
+    assert!(!old.is_poisoned());
+    // A process that opened the old inode (after it was mapped) and keeps it: a log rotation's writer, a
+    // copy into place that was renamed before it finished, an editor's buffer.
+    let late_writer = OpenOptions::new().write(true).open(&path).unwrap();
+    // The deploy: a new version renamed over the path, served as soon as the watch reports it; the cache
+    // drops its entry of the old inode.
+    let staging = fx.write("m.bin.new", &vec![9u8; 1 << 20]);
+    std::fs::rename(&staging, &path).unwrap();
+    let serve_new = serve.clone();
+    let mut new_etag = old_etag.clone();
+    for _ in 0..10_000 {
+        let (status, fields, _, failed) =
+            fetch(&serve_new, "/m.bin", &[("range", "bytes=0-0")]).await;
+        assert_eq!((status, failed), (StatusCode::PARTIAL_CONTENT, false));
+        new_etag = text(&fields, "etag").to_owned();
+        if new_etag != old_etag {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_ne!(new_etag, old_etag, "the rename was seen");
+    assert!(
+        !old.is_poisoned(),
+        "replaced, not changed: in-flight bodies may finish"
+    );
+    // Now the old inode is rewritten in place, where the in-flight body has yet to read.
+    late_writer
+        .write_all_at(&vec![0xEE; 1 << 20], LEN - (1 << 20))
+        .unwrap();
+    eventually("the write to the old inode poisons its mapping", || {
+        old.is_poisoned()
+    });
+    let mut failed = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => received.extend_from_slice(&frame.into_data().expect("data")),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "the body of the old inode ends with an error");
+    assert!((received.len() as u64) < LEN);
+    assert!(
+        received == pattern(0..received.len() as u64),
+        "every byte sent is the old version's"
+    );
+    // And the new version is served whole, unaffected.
+    let (status, _, body, failed) = fetch(&serve, "/m.bin", &[]).await;
+    assert_eq!((status, failed), (StatusCode::OK, false));
+    assert!(body == vec![9u8; 1 << 20]);
+}
