@@ -282,6 +282,9 @@ impl MmapFile {
     /// released at once; where the kernel refuses one (see [`writer_checks_refused`](crate::writer_checks_refused))
     /// and on other platforms this is always false.
     ///
+    /// A file kept open for writing (a log a process appends to, a file a database holds open read-write) is
+    /// therefore never served whole while it stays open, even between writes: serve a copy of it instead.
+    ///
     /// Opening an *empty* file that is being written fails instead: [`MmapError::Exhausted`] (503 with
     /// `Retry-After`), since an empty body has no frame to end with an error.
     ///

@@ -9,7 +9,7 @@
 //! - its inode, for `IN_MODIFY` (a write or a truncation: the entry is marked changed and the file poisoned,
 //!   so bodies still sending it fail their next per-frame check without a syscall), `IN_ATTRIB` and
 //!   `IN_CLOSE_WRITE` (marked changed; poisoned only when the path still names the inode and its identity
-//!   moved, which is what a body's final re-check would conclude), `IN_DELETE_SELF` and `IN_MOVE_SELF`;
+//!   moved, which is what a body's final re-check would conclude), `IN_DELETE_SELF` and `IN_MOVE_SELF`.
 //!   The inode's watch lasts as long as the mapped file does, not only its entry: the file itself holds its
 //!   membership, so while a response still sends a file whose path was renamed over (or whose entry was
 //!   evicted), a write or truncation of that inode through a descriptor opened earlier still poisons the
@@ -48,10 +48,9 @@
 //!
 //! Each cache that watches has one thread, `mmap-serve-watch`, started with its first watched file and
 //! stopped (and joined) when the cache is dropped. It sleeps in `poll(2)` on (a duplicate of) the inotify
-//! descriptor and a
-//! pipe whose write end the cache holds; it also wakes four times a second to confirm that the SIGBUS guard is
-//! still in place (a mapping made while it was is replaced once it is gone, as a timed revalidation would).
-//! An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
+//! descriptor and a pipe whose write end the cache holds; it also wakes four times a second to confirm that
+//! the SIGBUS guard is still in place (a mapping made while it was is replaced once it is gone, as a timed
+//! revalidation would). An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
 //! write or rename returns, bounded by how soon the scheduler runs the thread. A request that races a
 //! rename's event is answered wholly from the old inode. One that races an in-place change's event can
 //! still pair the old ETag and length with bytes already changed (the mapping shows the page cache as it
