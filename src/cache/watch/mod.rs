@@ -59,7 +59,11 @@
 //! thread or by the lookup adding a watch, which first takes every event already queued: an event goes to the
 //! entries that existed when it was read, so a file re-opened once its writer has closed it (the check at
 //! open, `mmap/writers.rs`, proves the writer gone, and by then the kernel has queued all its events) is not
-//! poisoned by that writer's last `IN_MODIFY`.
+//! poisoned by that writer's last `IN_MODIFY`. What neither sees: a write made between the moment a file's
+//! identity is taken (at open) and the moment its entry joins the watch, if the inode was already watched (the
+//! event is then read for the members of that moment), within the same tick of the filesystem's clock and
+//! without changing the length: the `stat` made once the watch is in place then finds the identity unchanged.
+//! A writer must open the file after the open's check and write within those microseconds.
 //!
 //! # Why inotify, and this crate
 //!
