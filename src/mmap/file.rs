@@ -355,6 +355,10 @@ impl MmapFile {
 
     /// Keeps `keep` alive as long as this file, and drops it with the file's last handle (a response body's, or
     /// the cache entry's); the first attachment stays, a later one is returned.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch attaches to files")
+    )]
     pub(crate) fn attach(
         &self,
         keep: Box<dyn Any + Send + Sync>,

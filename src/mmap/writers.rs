@@ -48,6 +48,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the kernel said about writers of a file while its metadata was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "only Linux has leases to tell")
+)]
 pub(crate) enum Writers {
     /// No process had the file open for writing.
     None,
