@@ -40,7 +40,9 @@ MAX_LEN = 64 << 20
 NFILES = 20
 MIN_BASE = 64 << 10
 DEFECTS = ("TORN", "CORRUPT", "MISLABELED", "IF_RANGE_SPLICE", "NOT_MODIFIED_STALE")
-CLASSES = DEFECTS + ("OK", "OK_304", "STALE", "ABORTED", "HUNG", "ERROR", "NOT_FOUND", "RANGE_416", "OTHER")
+CLASSES = DEFECTS + (
+    "OK", "OK_304", "STALE", "ABORTED", "RETRY_503", "HUNG", "ERROR", "NOT_FOUND", "RANGE_416", "OTHER"
+)
 KINDS = ("rename", "inplace", "region", "truncate", "append", "recreate", "cp_p")
 FOLLOW_UPS = ("extend", "rewrite_truncated")
 HUNG_AFTER = 30.0
@@ -444,6 +446,9 @@ class Client:
             if cl is not None and len(body) < cl:
                 self.connect()
                 return "ABORTED", {"status": status}
+            if status == 503 and resp.getheader("Retry-After") is not None:
+                # Not a defect: no bytes and no labels (mmap-serve: an empty file still being written).
+                return "RETRY_503", {"retry_after": resp.getheader("Retry-After")}
             if status >= 500:
                 return "ERROR", {"status": status}
             if status == 304:

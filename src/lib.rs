@@ -68,11 +68,19 @@
 //!   On a mismatch the body ends with an error, the server aborts the connection, and the client sees fewer
 //!   bytes than `Content-Length`: a failed download rather than a corrupt complete one. Poisoned and changed
 //!   mappings leave the cache; the next request maps the file afresh.
+//! - **A file being written is never served whole** (Linux). When a file is opened, the kernel is asked
+//!   whether any process has it open for writing (a read lease, taken for one `fstat` and released at once:
+//!   [`MmapFile::opened_while_written`]); if one has, the file's length and ETag are those of no final
+//!   version, so every body of it ends with an error and the next request opens it again, until the writer
+//!   has closed it (an empty one answers 503 with `Retry-After`). Where the kernel refuses a lease (not the
+//!   file's owner and no `CAP_LEASE`, NFS), this is counted in [`writer_checks_refused`] and the checks
+//!   below are what remains.
 //! - **Replacing a file by rename is the supported deploy.** Responses in flight finish from the old inode; new
 //!   requests see the new file (and its new ETag) as soon as the cache's watch reports the rename (Linux,
 //!   [`Revalidate::Watch`], the default), or within the cache's revalidation interval where there is no watch.
 //!   A watched file rewritten or truncated in place is poisoned when the event arrives, so its in-flight
-//!   responses abort at their next frame without waiting for a re-check.
+//!   responses abort at their next frame without waiting for a re-check; the inode stays watched while any
+//!   response still sends it, so a write to an inode already renamed over counts too.
 //!
 //! `unsafe` lives only under `src/mmap/`: the mapping and its registration with the guard (`mmap/map.rs`,
 //! each block with its own SAFETY comment) and the signal handler (`mmap/guard/`), with its own invariants.
@@ -135,6 +143,7 @@ pub use mmap::file::{DEFAULT_SMALL_FILE_THRESHOLD, MmapFile};
 #[cfg(target_os = "linux")]
 pub use mmap::guard::{caught_faults as sigbus_faults_caught, sigbus_protection_active};
 pub use mmap::identity::FileIdentity;
+pub use mmap::writers::writer_checks_refused;
 pub use resolve::{
     CidResolver, ContentDigest, DirResolver, NeverPending, Rejection, Resolution, Resolve,
     ResolvedFile, Resolving, ResolvingFuture, SafetensorsFuture, SafetensorsResolver,

@@ -59,7 +59,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// file on disk is still the one mapped. Any such body longer than 4 KiB holds its last 4 KiB back for a frame
 /// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). A body read
 /// with `pread` fails on a short read and re-checks the open file before its last frame, whatever its length.
-/// When a check fails the body ends with an error, so the server aborts the connection and the client sees
+/// A file that another process had open for writing when it was opened is poisoned from the start
+/// ([`MmapFile::opened_while_written`](crate::MmapFile::opened_while_written)), so every body of it ends with
+/// an error before its first frame, whatever its length. When a check fails the body ends with an error, so
+/// the server aborts the connection and the client sees
 /// fewer bytes than `Content-Length` promised instead of a complete response with wrong bytes. (A server may
 /// poll the next frame before it has written the previous one, so a change in the last moments of a response
 /// can still go unseen.)

@@ -1,13 +1,14 @@
 //! [`MmapFile`]: one file's bytes, mapped (or read, when small) once and handed out as zero-copy `Bytes`; no
 //! HTTP and no cache policy here, and no `unsafe` (the mapping itself is made in `map.rs`).
 
+use std::any::Any;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use super::config::MmapConfig;
@@ -15,6 +16,7 @@ use super::identity::FileIdentity;
 use super::map::{Mapping, map};
 use super::pread::PreadFile;
 use super::residency::Residency;
+use super::writers::{Writers, metadata_and_writers};
 use crate::MmapError;
 use bytes::Bytes;
 
@@ -61,11 +63,28 @@ pub struct MmapFile {
     content: Content,
     /// The mapping behind a `Content::Memory` that is mapped, for the poison flag (None for heap files).
     mapping: Option<Arc<Mapping>>,
-    /// Set when a response found the file changed under it: it is never served again.
+    /// Set when a response found the file changed under it, or from the start when it was opened while being
+    /// written: it is never served again.
     changed: AtomicBool,
+    /// Another process had the file open for writing when its identity was taken.
+    opened_while_written: bool,
     identity: FileIdentity,
     /// Mapped from a local filesystem: a revalidation `stat` of the path never waits for a disk or a network.
     checks_inline: bool,
+    /// What must live exactly as long as this file: the cache's watch on its inode (see [`MmapFile::attach`]).
+    attached: OnceLock<Attachment>,
+}
+
+/// Something kept alive by an [`MmapFile`], never looked into here: the cache's watch on the file's inode,
+/// which must outlive the cache's entry for as long as any response still sends the file.
+pub(crate) struct Attachment(
+    #[allow(dead_code, reason = "held for its drop")] Box<dyn Any + Send + Sync>,
+);
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attachment")
+    }
 }
 
 impl MmapFile {
@@ -123,18 +142,32 @@ impl MmapFile {
         immutable: bool,
     ) -> Result<Self, MmapError> {
         let err = |e| MmapError::from_io(path, e);
-        let metadata = file.metadata().map_err(err)?;
+        // The identity is taken while the kernel confirms that no process has the file open for writing.
+        let (metadata, writers) = metadata_and_writers(&file).map_err(err)?;
         check_regular(path, &metadata)?;
         let identity = FileIdentity::from_metadata(&metadata);
         let len = usize::try_from(identity.len()).map_err(|_| MmapError::Io {
             path: path.display().to_string(),
             source: std::io::Error::other("file too large to map on this platform"),
         })?;
+        // Being written: no version of it is final yet. Its bodies end with an error (it is poisoned from the
+        // start, and mapped even when small, so that every body of it is watched); an empty one, whose body
+        // has no frame to end that way, is refused with 503 and Retry-After.
+        let being_written = writers == Writers::Present;
+        if being_written && len == 0 {
+            return Err(MmapError::Exhausted {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "the file is empty and open for writing: retry once it is written",
+                ),
+            });
+        }
         let mut mapping = None;
         let mut checks_inline = false;
         let content = if len == 0 {
             Content::Memory(Bytes::new())
-        } else if identity.len() < small_file_threshold {
+        } else if identity.len() < small_file_threshold && !being_written {
             Content::Memory(read_exactly(path, file, len)?)
         } else {
             match map(path, &file, len, config, immutable)? {
@@ -150,9 +183,11 @@ impl MmapFile {
             path: path.to_path_buf(),
             content,
             mapping,
-            changed: AtomicBool::new(false),
+            changed: AtomicBool::new(being_written),
+            opened_while_written: being_written,
             identity,
             checks_inline,
+            attached: OnceLock::new(),
         })
     }
 
@@ -240,6 +275,40 @@ impl MmapFile {
         &self.path
     }
 
+    /// Whether another process had the file open for writing (or mapped writable) when it was opened: its
+    /// length and validators are then those of an unfinished file, so it is [poisoned](Self::is_poisoned) from
+    /// the start. Every response body of it ends with an error before its first byte, and a cache opens it
+    /// again at its next lookup, until the writer has closed it. Linux asks the kernel with a read lease,
+    /// released at once; where the kernel refuses one (see [`writer_checks_refused`](crate::writer_checks_refused))
+    /// and on other platforms this is always false.
+    ///
+    /// A file kept open for writing (a log a process appends to, a file a database holds open read-write) is
+    /// therefore never served whole while it stays open, even between writes: serve a copy of it instead.
+    ///
+    /// Opening an *empty* file that is being written fails instead: [`MmapError::Exhausted`] (503 with
+    /// `Retry-After`), since an empty body has no frame to end with an error.
+    ///
+    /// `MmapServe` answers the requests about such a file that would get no content (HEAD, 304, 412, 416)
+    /// with 503 Service Unavailable and `Retry-After: 1` instead, since their labels (length, ETag) would be
+    /// those of an unfinished version.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let d = tempfile::tempdir()?; let path = d.path().join("w.bin"); std::fs::write(&path, vec![1u8; 1 << 20])?;
+    /// let writer = std::fs::OpenOptions::new().append(true).open(&path)?; // a download still in progress
+    /// let f = mmap_serve::MmapFile::new(&path)?;
+    /// # #[cfg(target_os = "linux")] {
+    /// assert!(f.opened_while_written() && f.is_poisoned());
+    /// drop(writer);
+    /// assert!(!mmap_serve::MmapFile::new(&path)?.opened_while_written());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn opened_while_written(&self) -> bool {
+        self.opened_while_written
+    }
+
     /// Whether the bytes come from a memory map (false for empty and small files, which live on the heap, and
     /// for files read on demand).
     pub fn is_mapped(&self) -> bool {
@@ -253,8 +322,9 @@ impl MmapFile {
     }
 
     /// Whether the bytes can no longer be trusted: the file was truncated under the mapping (the pages past its
-    /// new end now read as zeros) or a response found it changed. A poisoned file is never served again by the
-    /// cache; files read into memory are never poisoned.
+    /// new end now read as zeros), a response found it changed, or it was [being written](Self::opened_while_written)
+    /// when it was opened. A poisoned file is never served again by the cache, and every response body of it
+    /// ends with an error; files read into memory are poisoned only in the last case.
     pub fn is_poisoned(&self) -> bool {
         self.changed.load(Ordering::Relaxed)
             || self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
@@ -280,6 +350,21 @@ impl MmapFile {
     /// from the cache, whose next lookup opens it afresh.
     pub(crate) fn mark_changed(&self) {
         self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Keeps `keep` alive as long as this file, and drops it with the file's last handle (a response body's, or
+    /// the cache entry's); the first attachment stays, a later one is returned.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "only the Linux watch attaches to files")
+    )]
+    pub(crate) fn attach(
+        &self,
+        keep: Box<dyn Any + Send + Sync>,
+    ) -> Result<(), Box<dyn Any + Send + Sync>> {
+        self.attached
+            .set(Attachment(keep))
+            .map_err(|Attachment(keep)| keep)
     }
 
     /// Whether the bytes are a mapping the SIGBUS guard did not protect when it was made (an immutable file,
@@ -420,8 +505,10 @@ impl Content {
 
 /// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path` (no descriptor is
 /// kept per mapping: a cache of thousands of files must not hold thousands of them). When `path` now names
-/// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and its bytes are
-/// intact; when it names the same inode with another length or times, it was rewritten in place or truncated.
+/// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and this check
+/// cannot see it any more: a later write to that inode is caught by the cache's watch, which lasts as long as
+/// the mapped file (see `cache/watch`), and not at all without one. When `path` names the same inode with
+/// another length or times, it was rewritten in place or truncated.
 fn still_describes_path(path: &Path, identity: &FileIdentity) -> bool {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {

@@ -16,6 +16,9 @@
 //! - a file that may change is mapped only while the SIGBUS guard (`guard/`) can protect the mapping; when
 //!   it cannot (the handler was refused or replaced, or its registry is full), the file is read on demand with
 //!   `pread` (`pread.rs`) instead, so a truncation can only shorten a response;
+//! - a file that another process has open for writing when it is opened (`writers.rs` asks the kernel, with
+//!   a read lease released at once) is never served whole: its length and identity are those of no final
+//!   version, so every body of it ends with an error, and the next request opens it again;
 //! - what remains is a file truncated or rewritten in place while a response is still reading the old
 //!   mapping. Deploy by writing a new file and renaming it over the old one, never by rewriting in place.
 pub(crate) mod config;
@@ -38,3 +41,8 @@ pub(crate) mod pread;
     reason = "mincore(2) has no safe wrapper in rustix: see the SAFETY comment in `residency`"
 )]
 pub(crate) mod residency;
+#[allow(
+    unsafe_code,
+    reason = "F_SETLEASE and F_SETSIG have no safe wrapper in rustix or nix: see the SAFETY comment in `writers`"
+)]
+pub(crate) mod writers;

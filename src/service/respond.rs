@@ -247,6 +247,8 @@ struct Representation<'a> {
     coding: Option<ContentCoding>,
     /// The resolver's further fields, for every response about the file.
     extra: Option<&'a HeaderMap>,
+    /// Another process had the file open for writing when it was opened: no version of it is final yet.
+    being_written: bool,
     /// Whether the file has precompressed variants, so that every answer about it varies with
     /// Accept-Encoding (RFC 9110 §12.5.5).
     varies: bool,
@@ -309,6 +311,7 @@ impl<'a> Representation<'a> {
             content_disposition: resolved.content_disposition.as_ref(),
             coding,
             extra: resolved.headers(),
+            being_written: file.opened_while_written(),
             varies: !resolved.codings().is_empty(),
             watched: file.is_shared().then_some((file, !resolved.immutable)),
             frames,
@@ -346,6 +349,7 @@ impl<'a> Representation<'a> {
             content_disposition: resolved.content_disposition.as_ref(),
             coding: None,
             extra: resolved.headers(),
+            being_written: false,
             varies: false,
             watched: None,
             frames,
@@ -368,7 +372,22 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         len: rep.len,
         content_type: rep.content_type.as_bytes(),
     };
-    match answer(&head.method, &head.headers, &selected, limits.max_ranges) {
+    let answer = answer(&head.method, &head.headers, &selected, limits.max_ranges);
+    if rep.being_written {
+        // An answer with content aborts (its body is poisoned); one without (HEAD, 304, 412, 416) would carry
+        // the labels of an unfinished file: RFC 9110 §15.6.4, 503 with Retry-After (§10.2.3) instead.
+        let has_content = matches!(answer, Answer::Full | Answer::Single(_) | Answer::Multi(_));
+        if head.method == Method::HEAD || !has_content {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the file is being written: retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
+    match answer {
         Answer::PreconditionFailed => precondition_failed(rep),
         Answer::NotModified => not_modified(rep),
         Answer::Full => full(rep, limits),

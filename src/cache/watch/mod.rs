@@ -9,7 +9,12 @@
 //! - its inode, for `IN_MODIFY` (a write or a truncation: the entry is marked changed and the file poisoned,
 //!   so bodies still sending it fail their next per-frame check without a syscall), `IN_ATTRIB` and
 //!   `IN_CLOSE_WRITE` (marked changed; poisoned only when the path still names the inode and its identity
-//!   moved, which is what a body's final re-check would conclude), `IN_DELETE_SELF` and `IN_MOVE_SELF`;
+//!   moved, which is what a body's final re-check would conclude), `IN_DELETE_SELF` and `IN_MOVE_SELF`.
+//!   The inode's watch lasts as long as the mapped file does, not only its entry: the file itself holds its
+//!   membership, so while a response still sends a file whose path was renamed over (or whose entry was
+//!   evicted), a write or truncation of that inode through a descriptor opened earlier still poisons the
+//!   mapping, and the response fails at its next frame. An in-place change to an inode no longer at the
+//!   path counts as a change; a stat of the path, which names another file by then, could not see it;
 //! - its directory, for `IN_CREATE`, `IN_DELETE`, `IN_MOVED_FROM` and `IN_MOVED_TO` of its name: a watch on
 //!   the old inode does not see a new file renamed over the path, the supported deploy. The old inode is then
 //!   not poisoned: responses begun on it finish from it;
@@ -35,21 +40,30 @@
 //! change made through another mount of the same filesystem (a bind mount, another mount namespace, a
 //! container's volume) is reported, since the events belong to the inode; a change of what is *mounted* on
 //! the path is not. When the kernel's event queue overflows (`max_queued_events`) every watched file is
-//! treated as changed.
+//! treated as changed, and every mapped file no entry holds any more (whose lost events may have been writes)
+//! is poisoned. Without a watch (timed revalidation, a refused watch) an inode no longer at the path is not
+//! checked at all: no descriptor is kept per mapping to check it with.
 //!
 //! # The thread and the delay
 //!
 //! Each cache that watches has one thread, `mmap-serve-watch`, started with its first watched file and
-//! stopped (and joined) when the cache is dropped. It sleeps in `poll(2)` on the inotify descriptor and a
-//! pipe whose write end the cache holds; it also wakes four times a second to confirm that the SIGBUS guard is
-//! still in place (a mapping made while it was is replaced once it is gone, as a timed revalidation would).
-//! An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
+//! stopped (and joined) when the cache is dropped. It sleeps in `poll(2)` on (a duplicate of) the inotify
+//! descriptor and a pipe whose write end the cache holds; it also wakes four times a second to confirm that
+//! the SIGBUS guard is still in place (a mapping made while it was is replaced once it is gone, as a timed
+//! revalidation would). An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
 //! write or rename returns, bounded by how soon the scheduler runs the thread. A request that races a
 //! rename's event is answered wholly from the old inode. One that races an in-place change's event can
 //! still pair the old ETag and length with bytes already changed (the mapping shows the page cache as it
 //! is): the window is that delay instead of the revalidation interval, and the checks a body makes before
-//! its frames close it further. Conversely, a mapping made just as a writer's last event is in flight is
-//! poisoned by that event: its responses abort, and the next request maps the file again.
+//! its frames close it further. Events are read, and matched to entries, under the table's lock, by the
+//! thread or by the lookup adding a watch, which first takes every event already queued: an event goes to the
+//! entries that existed when it was read, so a file re-opened once its writer has closed it (the check at
+//! open, `mmap/writers.rs`, proves the writer gone, and by then the kernel has queued all its events) is not
+//! poisoned by that writer's last `IN_MODIFY`. What neither sees: a write made between the moment a file's
+//! identity is taken (at open) and the moment its entry joins the watch, if the inode was already watched (the
+//! event is then read for the members of that moment), within the same tick of the filesystem's clock and
+//! without changing the length: the `stat` made once the watch is in place then finds the identity unchanged.
+//! A writer must open the file after the open's check and write within those microseconds.
 //!
 //! # Why inotify, and this crate
 //!
@@ -82,12 +96,12 @@ mod linux {
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
     use std::thread::JoinHandle;
 
     use inotify::{Inotify, WatchMask, Watches};
 
-    use super::table::{Member, Table};
+    use super::table::{FileMember, Member, Table};
     use crate::cache::entry::Entry;
     use crate::cache::store::Counters;
     use crate::mmap::file::on_local_filesystem;
@@ -135,14 +149,27 @@ mod linux {
     }
 
     pub(super) struct State {
+        /// Read under this lock only, by the thread and by [`Watcher::watch`] alike: an event is dispatched to
+        /// the entries registered when it is read, so a new entry never receives one queued before it joined.
+        pub(super) inotify: Inotify,
+        pub(super) buffer: Vec<u8>,
         pub(super) watches: Watches,
         pub(super) table: Table,
     }
 
-    /// An entry's watches, held by the entry: dropping it removes the watches no other entry uses.
+    /// An entry's watches, held by the entry: dropping it removes the watches nothing else uses.
     pub(in crate::cache) struct Registration {
         shared: Arc<Shared>,
         member: Member,
+    }
+
+    /// A mapped file's membership of its inode's watch, held by the file itself (as its attachment) so that
+    /// the watch outlives the entry while any response still sends the file: a write to the inode then
+    /// poisons it even once the path names another file. Weak: once the cache (and its thread) is gone, no
+    /// event is read, and nothing is left to remove.
+    struct FileRegistration {
+        shared: Weak<Shared>,
+        member: FileMember,
     }
 
     impl Watcher {
@@ -153,10 +180,14 @@ mod linux {
         /// When the instance, the pipe or the thread cannot be made (the per-user instance limit, `EMFILE`).
         pub(in crate::cache) fn start(counters: Arc<Counters>) -> io::Result<Self> {
             let inotify = Inotify::init()?;
+            // The thread sleeps on a duplicate of the descriptor, reading through the original under the lock.
+            let readable = rustix::io::fcntl_dupfd_cloexec(&inotify, 0)?;
             let (wake, stop) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
             let shared = Arc::new(Shared {
                 state: Mutex::new(State {
                     watches: inotify.watches(),
+                    inotify,
+                    buffer: vec![0; super::thread::BUFFER],
                     table: Table::default(),
                 }),
                 counters,
@@ -175,7 +206,7 @@ mod linux {
                     let shared = Arc::clone(&shared);
                     move || {
                         let _ = running.send(());
-                        super::thread::run(&shared, inotify, wake);
+                        super::thread::run(&shared, readable, wake);
                     }
                 })?;
             let _ = started.recv();
@@ -235,8 +266,23 @@ mod linux {
                     state.forget_unused_dirs();
                     return false;
                 }
-                let member = state.table.add_member(entry, file_wd, dir, name);
+                // Every event queued so far (a writer's last writes and its close, all queued before the
+                // lease proved it gone) goes to the entries already registered, not to this one.
+                let earlier = state.read_queued();
+                let member = state.table.add_member(entry, file_wd.clone(), dir, name);
+                let mapped = file
+                    .is_shared()
+                    .then(|| state.table.add_file(&file_wd, file));
                 drop(state);
+                super::thread::apply(&self.shared, earlier);
+                if let Some(member) = mapped {
+                    // Made with the entry, and an MmapFile has one entry: the first attachment. (Were it not,
+                    // the refused one would be dropped here, with the table released, as its drop needs.)
+                    let _ = file.attach(Box::new(FileRegistration {
+                        shared: Arc::downgrade(&self.shared),
+                        member,
+                    }));
+                }
                 let changed = match &now {
                     Ok(m) => {
                         let in_place =
@@ -282,6 +328,37 @@ mod linux {
     }
 
     impl State {
+        /// Reads every event queued now and finds what each reaches, without blocking; a read error is left
+        /// for the thread, which meets it too. The caller applies what is returned once the lock is released.
+        pub(super) fn read_queued(&mut self) -> super::table::Reached {
+            let mut reached = super::table::Reached::default();
+            let _ = self.read_into(&mut reached);
+            reached
+        }
+
+        /// As [`read_queued`](Self::read_queued), into `reached`; the thread's read, which reports errors.
+        pub(super) fn read_into(&mut self, reached: &mut super::table::Reached) -> io::Result<()> {
+            let Self {
+                inotify,
+                buffer,
+                table,
+                ..
+            } = self;
+            loop {
+                match inotify.read_events(buffer) {
+                    Ok(events) => {
+                        for event in events {
+                            let wd = event.wd.get_watch_descriptor_id();
+                            table.reach(wd, event.mask, event.name, reached);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
         /// Watches `parent` and each directory above it not yet watched; returns `parent`'s number, or None
         /// when the path has a symbolic link (or `..`) on it, is not on a local filesystem, or a watch
         /// cannot be added.
@@ -348,6 +425,18 @@ mod linux {
             let mut state = self.shared.lock();
             for unused in state.table.remove_member(&self.member) {
                 // Fails only for a watch the kernel already dropped.
+                let _ = state.watches.remove(unused);
+            }
+        }
+    }
+
+    impl Drop for FileRegistration {
+        fn drop(&mut self) {
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
+            let mut state = shared.lock();
+            if let Some(unused) = state.table.remove_file(&self.member) {
                 let _ = state.watches.remove(unused);
             }
         }

@@ -1,5 +1,6 @@
-//! The watch's bookkeeping: which cached entries each inotify watch stands for, and which entries an event
-//! reaches; no system calls (the caller adds and removes the watches) and no policy.
+//! The watch's bookkeeping: which cached entries (and which mapped files, for as long as they live) each inotify
+//! watch stands for, and which of them an event reaches; no system calls (the caller adds and removes the
+//! watches) and no policy.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Weak};
 use inotify::{EventMask, WatchDescriptor};
 
 use crate::cache::entry::Entry;
+use crate::mmap::file::MmapFile;
 
 /// Entries by their address (stable while they live; each is removed before it is freed).
 type Members = HashMap<usize, Weak<Entry>>;
@@ -30,8 +32,18 @@ pub(super) struct Table {
 struct FileWatch {
     wd: WatchDescriptor,
     entries: Members,
+    /// The mapped files of this inode, by address, for as long as each lives: a response may still be sending
+    /// one whose entry is gone (the path renamed over, the entry evicted), and a write to the inode must
+    /// still fail it. The watch stays while an entry or a file uses it.
+    files: HashMap<usize, Weak<MmapFile>>,
     /// The kernel dropped the watch (IN_IGNORED): nothing to remove.
     dead: bool,
+}
+
+impl FileWatch {
+    fn is_unused(&self) -> bool {
+        self.entries.is_empty() && self.files.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -58,6 +70,13 @@ pub(super) struct Member {
     name: OsString,
 }
 
+/// One mapped file's place in the table, kept by the file (through the watch's registration) until it is freed.
+#[derive(Debug)]
+pub(super) struct FileMember {
+    id: usize,
+    file: i32,
+}
+
 /// What an event asks of an entry it reaches, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Effect {
@@ -70,8 +89,14 @@ pub(super) enum Effect {
     Poison,
 }
 
-/// The entries one batch of events reached, each with the strongest effect asked of it.
-pub(super) type Reached = HashMap<usize, (Arc<Entry>, Effect)>;
+/// What one batch of events reached: the entries, each with the strongest effect asked of it, and the mapped
+/// files whose bytes changed, whether or not an entry still holds them. Dropped only once the table is no
+/// longer held: a reference upgraded here may be the last one, and its drop takes the table.
+#[derive(Debug, Default)]
+pub(super) struct Reached {
+    pub(super) entries: HashMap<usize, (Arc<Entry>, Effect)>,
+    pub(super) changed_files: Vec<Arc<MmapFile>>,
+}
 
 /// The inode events a cached file is watched for.
 pub(super) fn file_effect(mask: EventMask) -> Option<Effect> {
@@ -169,6 +194,7 @@ impl Table {
         let watch = self.files.entry(file_id).or_insert_with(|| FileWatch {
             wd: file,
             entries: Members::new(),
+            files: HashMap::new(),
             dead: false,
         });
         watch.entries.insert(id, weak.clone());
@@ -196,12 +222,40 @@ impl Table {
         }
     }
 
-    /// Forgets `member`; returns the watches no entry uses any more, for the caller to remove.
+    /// Records that `file`, mapped from the inode watched through `file_wd` (already recorded by
+    /// [`add_member`](Self::add_member)), is reached by that inode's changes for as long as it lives.
+    pub(super) fn add_file(
+        &mut self,
+        file_wd: &WatchDescriptor,
+        file: &Arc<MmapFile>,
+    ) -> FileMember {
+        let id = Arc::as_ptr(file) as usize;
+        let wd = file_wd.get_watch_descriptor_id();
+        if let Some(watch) = self.files.get_mut(&wd) {
+            watch.files.insert(id, Arc::downgrade(file));
+        }
+        FileMember { id, file: wd }
+    }
+
+    /// Forgets the mapped file `member` (it is being freed); returns the watch if nothing uses it any more.
+    pub(super) fn remove_file(&mut self, member: &FileMember) -> Option<WatchDescriptor> {
+        let Slot::Occupied(mut watch) = self.files.entry(member.file) else {
+            return None;
+        };
+        watch.get_mut().files.remove(&member.id);
+        if !watch.get().is_unused() {
+            return None;
+        }
+        let watch = watch.remove();
+        (!watch.dead).then_some(watch.wd)
+    }
+
+    /// Forgets `member`; returns the watches nothing uses any more, for the caller to remove.
     pub(super) fn remove_member(&mut self, member: &Member) -> Vec<WatchDescriptor> {
         let mut unused = Vec::new();
         if let Slot::Occupied(mut watch) = self.files.entry(member.file) {
             watch.get_mut().entries.remove(&member.id);
-            if watch.get().entries.is_empty() {
+            if watch.get().is_unused() {
                 let watch = watch.remove();
                 if !watch.dead {
                     unused.push(watch.wd);
@@ -244,7 +298,7 @@ impl Table {
         let used = self
             .files
             .get(&file.get_watch_descriptor_id())
-            .is_some_and(|w| !w.entries.is_empty());
+            .is_some_and(|w| !w.is_unused());
         (!used).then(|| file.clone())
     }
 
@@ -288,6 +342,12 @@ impl Table {
         if let Some(watch) = self.files.get_mut(&wd) {
             if let Some(effect) = file_effect(mask) {
                 add(reached, &watch.entries, effect);
+                if effect == Effect::Poison {
+                    // The inode's bytes changed: every mapping of it, at the path or no longer.
+                    reached
+                        .changed_files
+                        .extend(watch.files.values().filter_map(Weak::upgrade));
+                }
             }
             watch.dead |= mask.contains(EventMask::IGNORED);
             return;
@@ -322,9 +382,20 @@ impl Table {
         }
     }
 
+    /// Every entry, with `effect`; and, since what the lost events said is unknown, every mapped file no entry
+    /// holds any more, as changed (an entry's file is checked through the entry, against its path; one no
+    /// longer at its path cannot be checked).
     fn everything(&self, effect: Effect, reached: &mut Reached) {
         for watch in self.files.values() {
             add(reached, &watch.entries, effect);
+            let held: Vec<Arc<Entry>> = watch.entries.values().filter_map(Weak::upgrade).collect();
+            for file in watch.files.values().filter_map(Weak::upgrade) {
+                if !held.iter().any(|e| Arc::ptr_eq(e.file(), &file)) {
+                    reached.changed_files.push(file);
+                }
+            }
+            // `held` is dropped here, under the table: `reached` holds each of these entries too.
+            drop(held);
         }
     }
 
@@ -357,6 +428,7 @@ fn add(reached: &mut Reached, members: &Members, effect: Effect) {
 
 fn push(reached: &mut Reached, entry: Arc<Entry>, effect: Effect) {
     let slot = reached
+        .entries
         .entry(Arc::as_ptr(&entry) as usize)
         .or_insert((entry, effect));
     slot.1 = slot.1.max(effect);

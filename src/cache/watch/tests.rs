@@ -1,5 +1,6 @@
-//! The watch's own rules: its thread ends with the cache, its watches leave with their entries, a refused watch
-//! falls back to timed revalidation, and a directory moved on the path is seen.
+//! The watch's own rules: its thread ends with the cache, its watches leave with their entries (an inode's with
+//! the last mapped file of it), a refused watch falls back to timed revalidation, and a directory moved on the
+//! path is seen.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -163,4 +164,31 @@ fn a_path_through_a_symbolic_link_is_revalidated_by_time() {
     // Nothing of the refused watches is left behind.
     let watcher = cache.watcher_for_tests().unwrap();
     assert_eq!(watcher.shared().lock().table.counts().1, 0);
+}
+
+#[test]
+fn a_mapped_file_keeps_its_inode_watched_after_its_entry_is_gone() {
+    use std::os::unix::fs::FileExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "f", 1 << 20);
+    let cache = watching();
+    let file = cache.get_or_create(&p).unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let counts = || {
+        let watcher = cache.watcher_for_tests().unwrap();
+        watcher.shared().lock().table.counts()
+    };
+    // The entry leaves (evicted, removed, or replaced after a rename): a response may still send the file.
+    cache.clear();
+    assert_eq!(counts().1, 1, "the inode is still watched for the file");
+    writer.write_all_at(&[0xAB; 16], 1000).unwrap();
+    eventually("the write poisons the file no entry holds", || {
+        file.is_poisoned()
+    });
+    drop(file);
+    assert_eq!(
+        counts(),
+        (0, 0),
+        "the file's last handle released the watch"
+    );
 }

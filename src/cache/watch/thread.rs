@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use inotify::{Events, Inotify};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::linux::Shared;
@@ -15,15 +14,14 @@ use crate::cache::store::Counters;
 use crate::mmap::map::protection_active;
 
 /// Room for a few hundred events per read (each is 16 bytes and its name).
-const BUFFER: usize = 16 << 10;
+pub(super) const BUFFER: usize = 16 << 10;
 
 /// How often the thread checks the SIGBUS guard, events or not.
 const TICK: Duration = Duration::from_millis(250);
 
 /// The thread's body: returns when `stop`'s other end is closed (the cache was dropped), or on an error, after
 /// which every watched file is treated as changed and no new one is watched.
-pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
-    let mut buffer = vec![0u8; BUFFER];
+pub(super) fn run(shared: &Shared, inotify: OwnedFd, stop: OwnedFd) {
     let mut guarded = true;
     let mut next_check = Instant::now() + TICK;
     loop {
@@ -52,7 +50,7 @@ pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
             // as a timed revalidation would; a watched file is otherwise never revalidated.
             if guarded && !protection_active() {
                 guarded = false;
-                let mut reached = Reached::new();
+                let mut reached = Reached::default();
                 shared
                     .lock()
                     .table
@@ -63,33 +61,27 @@ pub(super) fn run(shared: &Shared, mut inotify: Inotify, stop: OwnedFd) {
         if !events {
             continue;
         }
-        loop {
-            match inotify.read_events(&mut buffer) {
-                Ok(events) => dispatch(shared, events),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return give_up(shared, e),
-            }
+        // Read and dispatched under the table's lock (see `State::inotify`), applied once it is released.
+        let mut reached = Reached::default();
+        let read = shared.lock().read_into(&mut reached);
+        apply(shared, reached);
+        if let Err(e) = read {
+            return give_up(shared, e);
         }
     }
 }
 
-/// Marks what one read's events reach.
-fn dispatch(shared: &Shared, events: Events<'_>) {
-    let mut reached = Reached::new();
-    {
-        let mut state = shared.lock();
-        for event in events {
-            let wd = event.wd.get_watch_descriptor_id();
-            state.table.reach(wd, event.mask, event.name, &mut reached);
+/// Marks each reached entry changed (the next lookup replaces it) and does what its event asks of the file;
+/// poisons the mapped files whose bytes changed. Runs with the table released (see [`Reached`]).
+pub(super) fn apply(shared: &Shared, reached: Reached) {
+    // The inode's bytes changed: its mappings are poisoned, those no entry holds any more included (a
+    // response may still be sending one: an in-place change to an inode no longer at the path is a change).
+    for file in &reached.changed_files {
+        if file.is_shared() {
+            file.mark_changed();
         }
     }
-    apply(shared, reached);
-}
-
-/// Marks each reached entry changed (the next lookup replaces it) and does what its event asks of the file.
-fn apply(shared: &Shared, reached: Reached) {
-    for (_, (entry, effect)) in reached {
+    for (_, (entry, effect)) in reached.entries {
         if entry.set_changed() {
             Counters::count(&shared.counters.changes_seen);
         }
@@ -112,7 +104,7 @@ fn apply(shared: &Shared, reached: Reached) {
 fn give_up(shared: &Shared, error: io::Error) {
     tracing::error!(%error, "mmap-serve: the file watch failed; cached files are revalidated by time");
     shared.abandon();
-    let mut reached = Reached::new();
+    let mut reached = Reached::default();
     let mut state = shared.lock();
     state
         .table

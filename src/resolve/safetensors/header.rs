@@ -158,6 +158,7 @@ fn tensor_fields(dtype: HeaderValue, shape: HeaderValue) -> HeaderMap {
     fields
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 impl Tensor {
     /// Its `X-Tensor-Dtype`.
     pub(crate) fn dtype(&self) -> &HeaderValue {
