@@ -83,7 +83,9 @@
 //!   response still sends it, so a write to an inode already renamed over counts too.
 //!
 //! `unsafe` lives only under `src/mmap/`: the mapping and its registration with the guard (`mmap/map.rs`,
-//! each block with its own SAFETY comment) and the signal handler (`mmap/guard/`), with its own invariants.
+//! each block with its own SAFETY comment), the signal handler (`mmap/guard/`), with its own invariants, and
+//! two system calls no safe wrapper offers: `mincore` (`mmap/residency.rs`) and the write check's `fcntl`
+//! lease (`mmap/writers.rs`).
 //! Everything else, the confinement's `openat2` and `readlinkat` included, goes through safe wrappers.
 //!
 //! # How a request flows

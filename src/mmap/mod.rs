@@ -7,9 +7,10 @@
 //! the mapped bytes do not change and the file is not shortened below the mapped length.** It cannot enforce
 //! that for files it does not own, so it narrows the window:
 //!
-//! - the only `unsafe` blocks outside the SIGBUS guard live in `map.rs` (the mapping and its registration):
-//!   the map moves at once into a single [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice
-//!   of it, so no slice outlives the map;
+//! - the `unsafe` blocks outside the SIGBUS guard are the mapping and its registration (`map.rs`: the map
+//!   moves at once into a single [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice of it,
+//!   so no slice outlives the map), and two system calls without a safe wrapper: `mincore` (`residency.rs`)
+//!   and the write check's `fcntl` (`writers.rs`);
 //! - empty files are never mapped, small files are read into memory, and the cache compares a file's identity
 //!   (device, inode, length, mtime, ctime) with the disk under its revalidation policy, so a file replaced by
 //!   rename or rewritten in place is re-mapped for new requests while in-flight ones finish on the old inode;
