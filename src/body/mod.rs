@@ -63,9 +63,16 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// ([`MmapFile::opened_while_written`](crate::MmapFile::opened_while_written)), so every body of it ends with
 /// an error before its first frame, whatever its length. When a check fails the body ends with an error, so
 /// the server aborts the connection and the client sees
-/// fewer bytes than `Content-Length` promised instead of a complete response with wrong bytes. (A server may
-/// poll the next frame before it has written the previous one, so a change in the last moments of a response
-/// can still go unseen.)
+/// fewer bytes than `Content-Length` promised instead of a complete response with wrong bytes.
+///
+/// What the last check covers: every byte the server has copied out of the mapping by the time it polls the
+/// last frame. A server may poll a frame before it has written the earlier ones: hyper 1's HTTP/1 connection
+/// (its default "queue" write strategy, used on sockets with vectored writes) keeps frames uncopied in a
+/// queue and polls the next one as soon as the queue holds fewer than 16 frames and less than 408 KiB (its
+/// `DEFAULT_MAX_BUFFER_SIZE`, 8 KiB + 400 KiB); the kernel copies them at the next `writev`. So a change
+/// landing after the last check can still reach up to that much of a response's end, on a watched file only
+/// when it lands within the moments the server takes to write those bytes: the watch poisons the mapping
+/// when the change happens, but no frame is left to fail.
 ///
 /// # Cold pages
 ///
