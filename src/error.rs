@@ -48,6 +48,11 @@ pub enum MmapError {
         /// The operating system's error.
         source: io::Error,
     },
+    /// The file is empty and another process has it open for writing: no version of it is final yet, and
+    /// retrying once the writer is done can succeed (HTTP 503). A non-empty file being written is opened,
+    /// and every response body of it ends with an error instead
+    /// ([`MmapFile::opened_while_written`](crate::MmapFile::opened_while_written)).
+    BeingWritten(String),
     /// Any other I/O error (HTTP 500).
     Io {
         /// The file being opened, mapped or read.
@@ -73,7 +78,7 @@ impl MmapError {
             }
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
-            Self::Exhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Exhausted { .. } | Self::BeingWritten(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +117,7 @@ impl fmt::Display for MmapError {
             Self::NotAFile(path) => write!(f, "not a regular file: {path}"),
             Self::InvalidRange(msg) => write!(f, "invalid range: {msg}"),
             Self::Exhausted { path, .. } => write!(f, "out of resources opening {path}"),
+            Self::BeingWritten(path) => write!(f, "empty and being written: {path}"),
             Self::Io { path, .. } => write!(f, "i/o error on {path}"),
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
-use mmap_serve::{DirResolver, MmapCache, MmapFile, MmapServe, Revalidate};
+use mmap_serve::{DirResolver, MmapCache, MmapError, MmapFile, MmapServe, Revalidate};
 use tower::ServiceExt;
 
 use common::{Fixture, child, get, pattern, text};
@@ -168,6 +168,11 @@ async fn an_empty_file_being_written_is_503_with_retry_after() {
     let (status, fields, _, _) = fetch(&serve, "/new.bin", &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(text(&fields, "retry-after"), "1");
+    #[cfg(target_os = "linux")]
+    assert!(
+        matches!(MmapFile::new(&path), Err(MmapError::BeingWritten(_))),
+        "its own error, not a shortage of resources"
+    );
     held.write_all(&pattern(0..100)).unwrap();
     drop(held);
     let (status, _, body, failed) = fetch(&serve, "/new.bin", &[]).await;

@@ -155,13 +155,7 @@ impl MmapFile {
         // has no frame to end that way, is refused with 503 and Retry-After.
         let being_written = writers == Writers::Present;
         if being_written && len == 0 {
-            return Err(MmapError::Exhausted {
-                path: path.display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::ResourceBusy,
-                    "the file is empty and open for writing: retry once it is written",
-                ),
-            });
+            return Err(MmapError::BeingWritten(path.display().to_string()));
         }
         let mut mapping = None;
         let mut checks_inline = false;
@@ -285,7 +279,7 @@ impl MmapFile {
     /// A file kept open for writing (a log a process appends to, a file a database holds open read-write) is
     /// therefore never served whole while it stays open, even between writes: serve a copy of it instead.
     ///
-    /// Opening an *empty* file that is being written fails instead: [`MmapError::Exhausted`] (503 with
+    /// Opening an *empty* file that is being written fails instead: [`MmapError::BeingWritten`] (503 with
     /// `Retry-After`), since an empty body has no frame to end with an error.
     ///
     /// `MmapServe` answers the requests about such a file that would get no content (HEAD, 304, 412, 416)

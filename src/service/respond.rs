@@ -378,13 +378,7 @@ fn file(head: &Parts, rep: &Representation<'_>, limits: Limits) -> Response<Mmap
         // the labels of an unfinished file: RFC 9110 §15.6.4, 503 with Retry-After (§10.2.3) instead.
         let has_content = matches!(answer, Answer::Full | Answer::Single(_) | Answer::Multi(_));
         if head.method == Method::HEAD || !has_content {
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the file is being written: retry shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return being_written();
         }
     }
     match answer {
@@ -582,6 +576,17 @@ fn text(status: StatusCode, reason: &str) -> Response<MmapBody> {
     response
 }
 
+/// RFC 9110 §15.6.4: 503 with `Retry-After` (§10.2.3) for a file another process is still writing.
+fn being_written() -> Response<MmapBody> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the file is being written: retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 /// The response for an error on the way to a file; 5xx are logged here, once.
 pub(crate) fn error_response(err: &MmapError) -> Response<MmapBody> {
     let status = err.status_code();
@@ -595,6 +600,11 @@ pub(crate) fn error_response(err: &MmapError) -> Response<MmapBody> {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
+        }
+        // Expected while files are written: the client retries, nothing is wrong with the server.
+        MmapError::BeingWritten(_) => {
+            tracing::debug!(error = %err, "answering 503");
+            being_written()
         }
         _ if status.is_server_error() => {
             tracing::error!(error = %err, source = ?std::error::Error::source(err), "answering 500");
