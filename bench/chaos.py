@@ -304,6 +304,10 @@ def mutator(plan: Plan, root: str, times, started, deadline: float, errors):
                 started.value = k
                 times[2 * k] = time.monotonic()
                 os.pwrite(fd, data, at)
+                if kind == "rewrite_truncated":
+                    # The file may have grown since its truncation (an append of another schedule step): the
+                    # rewrite ends where the version ends, as a program rewriting the file in place would.
+                    os.ftruncate(fd, v.length)
                 if kind == "cp_p":
                     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
                 times[2 * k + 1] = time.monotonic()

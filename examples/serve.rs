@@ -179,12 +179,15 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
             .precompressed_gzip()
             .precompressed_deflate();
     }
-    // Straight behind hyper, which leaves RFC 9112's Host rule to the service.
+    // Straight behind hyper, which leaves RFC 9112's Host rule to the service, and which lets go of a frame
+    // once it has written it: a body's last check may wait for that.
     let files = if options.tensors {
         let resolver = SafetensorsResolver::new(resolver, Arc::clone(&cache));
-        Files::Tensors(MmapServe::with_cache(resolver, Arc::clone(&cache)).require_host(true))
+        let serve = MmapServe::with_cache(resolver, Arc::clone(&cache));
+        Files::Tensors(serve.require_host(true).wait_for_copies(true))
     } else {
-        Files::Plain(MmapServe::with_cache(resolver, Arc::clone(&cache)).require_host(true))
+        let serve = MmapServe::with_cache(resolver, Arc::clone(&cache));
+        Files::Plain(serve.require_host(true).wait_for_copies(true))
     };
     // The block store in front: `/ipfs/{cid}` of a block it has, the directory for everything else.
     let gateway = ipfs.map(|store| {

@@ -5,9 +5,9 @@
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -41,6 +41,47 @@ pub(crate) struct Watch {
     pub(crate) recheck_identity: bool,
     /// Where residency is counted: the cache the file came from (None for a body built by hand).
     pub(crate) counters: Option<Arc<FrameCounters>>,
+    /// Hold the last frame until the server has let go of every earlier one (see
+    /// [`MmapServe::wait_for_copies`](crate::MmapServe::wait_for_copies)).
+    pub(crate) wait_for_copies: bool,
+}
+
+/// The frames of a body that the server still holds, for a body whose last check waits until it holds none:
+/// hyper drops a frame once it has written it to the socket (the kernel has copied its bytes) or, for
+/// HTTP/2, into its own buffer.
+#[derive(Debug, Default)]
+struct Copies {
+    outstanding: AtomicUsize,
+    /// The body's task, while it waits.
+    waker: Mutex<Option<Waker>>,
+}
+
+/// A frame handed out by a body that waits for its copies: counted until the server drops it.
+struct Held {
+    bytes: Bytes,
+    copies: Arc<Copies>,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.copies.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = self
+                .copies
+                .waker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// The default largest frame a body yields: 1 MiB.
@@ -121,6 +162,8 @@ pub struct MmapBody {
     /// The next frame, split off ahead of time: checked and in memory, or on its way from the blocking pool
     /// (boxed: a body sending one resident frame, the hot path, never makes one, and stays small to move).
     next: Option<Box<Next>>,
+    /// The earlier frames the server still holds, for a body that waits for them before its last check.
+    copies: Option<Arc<Copies>>,
 }
 
 /// A frame split off before it is handed out.
@@ -212,6 +255,7 @@ impl MmapBody {
             long: false,
             failed: false,
             next: None,
+            copies: None,
         }
     }
 
@@ -250,6 +294,7 @@ impl MmapBody {
             file,
             recheck_identity: true,
             counters: None,
+            wait_for_copies: false,
         });
         Ok(Self::single(segment, DEFAULT_CHUNK_SIZE).watched(watch))
     }
@@ -257,6 +302,10 @@ impl MmapBody {
     /// Checks `watch` while sending (see the type's docs).
     pub(crate) fn watched(mut self, watch: Option<Watch>) -> Self {
         self.long = self.remaining() > self.chunk_size as u64;
+        self.copies = watch
+            .as_ref()
+            .filter(|w| w.wait_for_copies)
+            .map(|_| Arc::default());
         self.watch = watch;
         self
     }
@@ -306,10 +355,36 @@ impl MmapBody {
                 }
             },
         };
+        // The last frame waits until the server has let go of every earlier one, so that its check sees any
+        // change made before their bytes were copied out.
+        if let (Some(copies), Ok(_)) = (&self.copies, &frame)
+            && self.remaining() == 0
+            && copies.outstanding.load(Ordering::Acquire) > 0
+        {
+            *copies
+                .waker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cx.waker().clone());
+            // Let go of meanwhile: no wake is coming, go on.
+            if copies.outstanding.load(Ordering::Acquire) > 0 {
+                self.next = Some(Box::new(Next::Ready(frame)));
+                return Poll::Pending;
+            }
+        }
         let frame = self.checked(frame);
         if frame.is_ok() {
             self.read_ahead();
         }
+        let frame = match (frame, &self.copies) {
+            (Ok(bytes), Some(copies)) if self.remaining() != 0 => {
+                copies.outstanding.fetch_add(1, Ordering::AcqRel);
+                Ok(Bytes::from_owner(Held {
+                    bytes,
+                    copies: Arc::clone(copies),
+                }))
+            }
+            (frame, _) => frame,
+        };
         Poll::Ready(Some(frame))
     }
 
@@ -585,6 +660,101 @@ mod tests {
         assert_eq!(hint, expected.len() as u64);
         assert!(frames.iter().all(|f| f.len() <= 4096));
         assert_eq!(frames.concat(), expected);
+    }
+
+    /// A waker that counts its wakes.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A body of a mapped 100 KB file that waits for its copies, with the file.
+    fn waiting_body() -> (tempfile::TempDir, Arc<MmapFile>, MmapBody) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.bin");
+        std::fs::write(&path, pattern(100_000)).expect("write");
+        let file = Arc::new(MmapFile::new(&path).expect("map"));
+        assert!(file.is_shared(), "mapped");
+        let watch = Watch {
+            file: Arc::clone(&file),
+            recheck_identity: true,
+            counters: None,
+            wait_for_copies: true,
+        };
+        let segment = Segment::of(file.content(), 0..100_000).expect("inside");
+        (
+            dir,
+            file,
+            MmapBody::single(segment, DEFAULT_CHUNK_SIZE).watched(Some(watch)),
+        )
+    }
+
+    #[test]
+    fn the_last_frame_waits_until_the_server_lets_go_of_the_earlier_ones_then_checks() {
+        for change in [false, true] {
+            let (_dir, file, mut body) = waiting_body();
+            let counted = Arc::new(Counted(Default::default()));
+            let waker = std::task::Waker::from(Arc::clone(&counted));
+            let mut cx = Context::from_waker(&waker);
+            let Poll::Ready(Some(Ok(first))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+                panic!("the first frame at once");
+            };
+            let first = first.into_data().expect("data");
+            assert_eq!(first.len(), 100_000 - FINAL_PIECE);
+            assert_eq!(
+                first,
+                pattern(100_000)[..first.len()],
+                "the mapping's bytes"
+            );
+            // The server still holds the first frame: the last one waits, and nothing is checked yet.
+            assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+            assert!(
+                Pin::new(&mut body).poll_frame(&mut cx).is_pending(),
+                "still"
+            );
+            if change {
+                file.mark_changed(); // a change while the first frame's bytes were not copied out yet
+            }
+            assert_eq!(counted.0.load(Ordering::SeqCst), 0);
+            drop(first);
+            assert_eq!(
+                counted.0.load(Ordering::SeqCst),
+                1,
+                "letting go wakes the body"
+            );
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(last))) if !change => {
+                    assert_eq!(
+                        last.into_data().expect("data"),
+                        pattern(100_000)[100_000 - FINAL_PIECE..]
+                    );
+                    assert!(matches!(
+                        Pin::new(&mut body).poll_frame(&mut cx),
+                        Poll::Ready(None)
+                    ));
+                }
+                Poll::Ready(Some(Err(_))) if change => {}
+                other => panic!("change {change}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_wait_hands_out_its_last_frame_while_the_first_is_held() {
+        let (_dir, _file, body) = waiting_body();
+        let mut body = body;
+        body.copies = None;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Some(Ok(_held))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("first");
+        };
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
     }
 
     /// A file of `len` pattern bytes, opened for reading on demand.

@@ -29,6 +29,8 @@ pub(crate) struct Limits {
     pub(crate) max_ranges: usize,
     /// Largest body frame.
     pub(crate) chunk_size: usize,
+    /// A mapped body's last frame waits until the server has let go of the earlier ones.
+    pub(crate) wait_for_copies: bool,
 }
 
 /// What the service answers a request with, before it is rendered.
@@ -356,11 +358,12 @@ impl<'a> Representation<'a> {
         }
     }
 
-    fn watch(&self) -> Option<Watch> {
+    fn watch(&self, limits: Limits) -> Option<Watch> {
         self.watched.map(|(file, recheck_identity)| Watch {
             file: Arc::clone(file),
             recheck_identity,
             counters: Some(Arc::clone(self.frames)),
+            wait_for_copies: limits.wait_for_copies,
         })
     }
 }
@@ -470,7 +473,7 @@ fn multi(rep: &Representation<'_>, layout: Multipart, limits: Limits) -> Respons
     let content_type = layout.content_type();
     let content_length = layout.content_length_value();
     let body = MmapBody::multipart(layout, rep.content.clone(), rep.offset, limits.chunk_size);
-    let mut response = sized_for(body.watched(rep.watch()), rep.extra);
+    let mut response = sized_for(body.watched(rep.watch(limits)), rep.extra);
     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
@@ -485,7 +488,7 @@ fn body(rep: &Representation<'_>, range: Range<u64>, limits: Limits) -> MmapBody
     // here, answered with no bytes.
     let in_file = rep.offset + range.start..rep.offset + range.end;
     let segment = Segment::of(rep.content, in_file).unwrap_or(Segment::Memory(Bytes::new()));
-    MmapBody::single(segment, limits.chunk_size).watched(rep.watch())
+    MmapBody::single(segment, limits.chunk_size).watched(rep.watch(limits))
 }
 
 /// RFC 9110 §15.5.17: 416 with the current length.
@@ -636,6 +639,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_ranges: 1024,
         chunk_size: 1 << 20,
+        wait_for_copies: false,
     };
 
     fn head(method: Method, headers: &[(&'static str, &'static str)]) -> Parts {

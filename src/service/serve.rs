@@ -88,6 +88,7 @@ impl<R: Resolve> MmapServe<R> {
             limits: Limits {
                 max_ranges: DEFAULT_MAX_RANGES,
                 chunk_size: DEFAULT_CHUNK_SIZE,
+                wait_for_copies: false,
             },
             require_host: false,
         }
@@ -141,6 +142,34 @@ impl<R: Resolve> MmapServe<R> {
     #[must_use = "a setter returns the changed service"]
     pub fn chunk_size(mut self, chunk_size: usize) -> Self {
         self.limits.chunk_size = chunk_size;
+        self
+    }
+
+    /// Whether a mapped body holds its last frame until the server has let go of every earlier frame, so that
+    /// the body's last check (the poison flag, and the file's identity) sees any change made before their
+    /// bytes were copied out of the mapping. Default: false.
+    ///
+    /// A server may poll a frame before it has written the earlier ones: hyper 1's HTTP/1 connection keeps up
+    /// to 408 KiB of frames uncopied in its write queue and polls the next one meanwhile, so without this a
+    /// body shorter than that is checked for the last time before any of its bytes has reached the kernel,
+    /// and a file rewritten in place in those moments can complete a response with the new bytes under the
+    /// old labels. hyper drops a frame once it is written to the socket (HTTP/1) or into its own buffer
+    /// (HTTP/2), which this waits for.
+    ///
+    /// Turn it on only where the bodies go to such a server (hyper, and axum, warp and tonic over it): a
+    /// consumer that keeps the frames it was given, such as `http_body_util::BodyExt::collect`, would wait
+    /// for ever for a body's last frame. The `serve` example turns it on. Immutable files and bytes in memory
+    /// never wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::{DirResolver, MmapServe};
+    /// let serve = MmapServe::new(DirResolver::new("./public")).wait_for_copies(true);
+    /// ```
+    #[must_use = "a setter returns the changed service"]
+    pub fn wait_for_copies(mut self, yes: bool) -> Self {
+        self.limits.wait_for_copies = yes;
         self
     }
 
