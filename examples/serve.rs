@@ -55,6 +55,7 @@ struct Options {
     precompressed: bool,
     tensors: bool,
     ipfs: Option<PathBuf>,
+    wait_for_copies: bool,
 }
 
 impl Default for Options {
@@ -67,6 +68,7 @@ impl Default for Options {
             precompressed: false,
             tensors: true,
             ipfs: None,
+            wait_for_copies: true,
         }
     }
 }
@@ -97,6 +99,12 @@ const FLAGS: &[server::Flag] = &[
         value: Some("STORE"),
         help: "serve the flat block store STORE at /ipfs/{cid}, verified (default: none; the demo's own store \
                when --root is not given either)",
+    },
+    server::Flag {
+        name: "--no-wait-for-copies",
+        value: None,
+        help: "a body's last check does not wait until hyper has written its earlier frames: faster medium \
+               responses, but a file rewritten in place in those moments can complete one (default: waits)",
     },
     server::Flag {
         name: "--cache-files",
@@ -130,6 +138,7 @@ impl Options {
             "--hidden" => self.hidden = true,
             "--precompressed" => self.precompressed = true,
             "--no-tensors" => self.tensors = false,
+            "--no-wait-for-copies" => self.wait_for_copies = false,
             "--ipfs" => self.ipfs = Some(PathBuf::from(value)),
             "--cache-files" => {
                 self.cache_files = value.parse().map_err(|_| "takes a number of files")?;
@@ -184,10 +193,18 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
     let files = if options.tensors {
         let resolver = SafetensorsResolver::new(resolver, Arc::clone(&cache));
         let serve = MmapServe::with_cache(resolver, Arc::clone(&cache));
-        Files::Tensors(serve.require_host(true).wait_for_copies(true))
+        Files::Tensors(
+            serve
+                .require_host(true)
+                .wait_for_copies(options.wait_for_copies),
+        )
     } else {
         let serve = MmapServe::with_cache(resolver, Arc::clone(&cache));
-        Files::Plain(serve.require_host(true).wait_for_copies(true))
+        Files::Plain(
+            serve
+                .require_host(true)
+                .wait_for_copies(options.wait_for_copies),
+        )
     };
     // The block store in front: `/ipfs/{cid}` of a block it has, the directory for everything else.
     let gateway = ipfs.map(|store| {

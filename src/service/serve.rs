@@ -159,7 +159,11 @@ impl<R: Resolve> MmapServe<R> {
     /// Turn it on only where the bodies go to such a server (hyper, and axum, warp and tonic over it): a
     /// consumer that keeps the frames it was given, such as `http_body_util::BodyExt::collect`, would wait
     /// for ever for a body's last frame. The `serve` example turns it on. Immutable files and bytes in memory
-    /// never wait.
+    /// never wait, nor does a body of one frame (4 KiB or less).
+    ///
+    /// Cost: a body that fits hyper's queue is written with two `writev` calls instead of one, its last 4 KiB
+    /// after the rest (measured with `serve`, one worker, wrk with 16 connections, warm random 64 KiB
+    /// ranges: 32,200-32,800 req/s against 33,000-40,400 without, about 10%; no difference for 4 KiB files).
     ///
     /// # Examples
     ///
