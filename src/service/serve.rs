@@ -159,11 +159,14 @@ impl<R: Resolve> MmapServe<R> {
     /// Turn it on only where the bodies go to such a server (hyper, and axum, warp and tonic over it): a
     /// consumer that keeps the frames it was given, such as `http_body_util::BodyExt::collect`, would wait
     /// for ever for a body's last frame. The `serve` example turns it on. Immutable files and bytes in memory
-    /// never wait, nor does a body of one frame (4 KiB or less).
+    /// never wait, nor do bodies of at most 64 KiB: the `writev` that follows their last check normally copies
+    /// all of their bytes at once, so what remains for them is a change landing in the moment between the two
+    /// (or while a client too slow to take 64 KiB holds them in the queue).
     ///
-    /// Cost: a body that fits hyper's queue is written with two `writev` calls instead of one, its last 4 KiB
-    /// after the rest (measured with `serve`, one worker, wrk with 16 connections, warm random 64 KiB
-    /// ranges: 32,200-32,800 req/s against 33,000-40,400 without, about 10%; no difference for 4 KiB files).
+    /// Cost: a longer body that fits hyper's queue is written with two `writev` calls instead of one, its last
+    /// 4 KiB after the rest. Waiting in bodies of 64 KiB and less cost too much for what it covers (measured
+    /// with `bench/load.sh`: 3 x 1 KiB multipart requests fell from 0.94x to 0.50x of the in-memory ceiling,
+    /// random 64 KiB ranges from 0.95x to 0.88x), so they do not.
     ///
     /// # Examples
     ///
