@@ -214,10 +214,18 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
             .into_layer()
     });
     match (files, gateway) {
-        (Files::Tensors(files), None) => serve_with(listener, files, &args).await,
-        (Files::Plain(files), None) => serve_with(listener, files, &args).await,
-        (Files::Tensors(files), Some(g)) => serve_with(listener, g.layer(files), &args).await,
-        (Files::Plain(files), Some(g)) => serve_with(listener, g.layer(files), &args).await,
+        (Files::Tensors(files), None) => {
+            server::accept(listener, TowerToHyperService::new(files), &args).await
+        }
+        (Files::Plain(files), None) => {
+            server::accept(listener, TowerToHyperService::new(files), &args).await
+        }
+        (Files::Tensors(files), Some(g)) => {
+            server::accept(listener, TowerToHyperService::new(g.layer(files)), &args).await
+        }
+        (Files::Plain(files), Some(g)) => {
+            server::accept(listener, TowerToHyperService::new(g.layer(files)), &args).await
+        }
     }
 }
 
@@ -225,25 +233,6 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
 enum Files {
     Tensors(MmapServe<SafetensorsResolver>),
     Plain(MmapServe<DirResolver>),
-}
-
-async fn serve_with<S, B>(
-    listener: TcpListener,
-    service: S,
-    args: &server::Args,
-) -> Result<(), Box<dyn Error>>
-where
-    S: tower::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn Error + Send + Sync>>,
-{
-    server::accept(listener, TowerToHyperService::new(service), args).await
 }
 
 /// A demo directory in the system temp dir, made once: a page, a text file, JSON and an 8 MiB binary.
