@@ -660,7 +660,7 @@ commit=$(cd "$repo" && git rev-parse --short HEAD)
 
 export DURATION ROUNDS SERVER_THREADS SERVER_CPUS CLIENT_CPU SERVERS WORKLOADS PROBE_MS SEED EVICT_MAX
 export command_line fs_type disk_desc cpu mem nginx_version wrk_version curl_version rustc_version commit
-export load_start load_end disk_start disk_end run_date
+export load_start load_end disk_start disk_end run_date hz
 python3 - "$results" "$OUT" <<'EOF'
 import os, statistics, sys
 from collections import defaultdict
@@ -785,13 +785,15 @@ w("Resident: share of the 4 GiB file (C2: the 1 GiB file) in the page cache righ
   "of `/proc/PID/io`, nginx: its worker), in MiB, and per request (C2: per byte sent). A server read near "
   "the file's size with the file 100% resident after the run means its reads brought in far more than was "
   "asked (for a mapping: the kernel's read-around on a page fault, up to `read_ahead_kb` at a time) and "
-  "that the rest of its run was served from memory. Load: 1-minute load average before the run; other "
-  "CPU: CPU time used by processes other than the server and the clients during the run, in % of one "
-  "core.")
+  "that the rest of its run was served from memory. Server CPU: CPU time of the server process (all its "
+  "threads; nginx: its worker) over the run, in % of one core, and per request (C2: per MB sent), in "
+  "microseconds: a server whose cores are busy is held back by its own work, not by the disk. Load: "
+  "1-minute load average before the run; other CPU: CPU time used by processes other than the server and "
+  "the clients during the run, in % of one core.")
 w("")
 w("| workload | round | server | result | errors | wrk latency p50 / p99 (ms); C2: downloads done | probe p50 / p99 / max (ms) | "
-  "resident after eviction → after run | server read | load | other CPU |")
-w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+  "resident after eviction → after run | server read | server CPU | load | other CPU |")
+w("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for workload in workloads:
     for rnd in range(1, rounds + 1):
         for s in servers:
@@ -808,9 +810,12 @@ for workload in workloads:
                         if r["requests"] else "—")
             probe = (f"{r['probe_p50']:.1f} / {r['probe_p99']:.1f} / {r['probe_max']:.0f}"
                      if "probe_p50" in r else "")
+            cpu_us = r["server_ticks"] * 1e6 / float(env["hz"])
+            units = r["bytes"] / 1e6 if workload == "c2" else r["requests"]
+            cpu = f"{cpu_us / (r['micros'] or 1) * 100:.0f}%" + (f" ({cpu_us / units:,.0f} µs)" if units else "")
             w(f"| {workload.upper()} | {rnd} | {short[s]} | {fmt(r['value'], workload)} | {r['errors']:.0f} | "
               f"{lat} | {probe} | {pct(r, 'evict_after_' + k, 'pages_' + k):.2f}% → "
-              f"{pct(r, 'run_after_' + k, 'pages_' + k):.1f}% | {read} | {r['load']:.2f} | "
+              f"{pct(r, 'run_after_' + k, 'pages_' + k):.1f}% | {read} | {cpu} | {r['load']:.2f} | "
               f"{r['foreign_pct']:.0f}% |")
 w("")
 w("### Residency")

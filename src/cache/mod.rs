@@ -354,6 +354,37 @@ impl MmapCache {
             .as_ref()
     }
 
+    /// Applies every change to a watched file that the kernel has reported and the watch has not yet applied:
+    /// once this returns, a change made to a watched file before the call is known to the cache (its entry is
+    /// replaced at the next lookup, and bodies still sending the old version fail their final check).
+    ///
+    /// The watch applies changes on its own within microseconds (see [`Revalidate::Watch`]); a process that
+    /// writes or renames files it also serves calls this after the change to read its own writes at once.
+    /// Blocking: one non-blocking read of the inotify queue and, for each change it reports, at most one `stat`.
+    /// Files revalidated by time (a refused watch, other platforms, [`Revalidate::Every`]) are not affected:
+    /// nothing is pending for them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mmap_serve::MmapCache;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?; let path = dir.path().join("weights.bin");
+    /// std::fs::write(&path, b"version 1")?;
+    /// let cache = MmapCache::default();
+    /// assert_eq!(&cache.get_or_create(&path)?.bytes()[..], b"version 1");
+    /// std::fs::write(path.with_extension("new"), b"version 2")?;
+    /// std::fs::rename(path.with_extension("new"), &path)?;
+    /// cache.catch_up();
+    /// assert_eq!(&cache.get_or_create(&path)?.bytes()[..], b"version 2");
+    /// # Ok(()) }
+    /// ```
+    pub fn catch_up(&self) {
+        if let Some(Some(watcher)) = self.watcher.get() {
+            watcher.catch_up();
+        }
+    }
+
     /// The watch's shared state, for a test that it is freed with the cache.
     #[cfg(all(test, target_os = "linux"))]
     fn watcher_for_tests(&self) -> Option<&Watcher> {

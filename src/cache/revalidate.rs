@@ -30,14 +30,10 @@ use crate::mmap::map::protection_active;
 /// std::fs::write(d.path().join("m.new"), vec![2u8; 1 << 20])?;
 /// std::fs::rename(d.path().join("m.new"), &path)?;
 /// # #[cfg(target_os = "linux")] {
-/// // The watch reports it within moments, long before the fallback interval would.
-/// let mut new = cache.get_or_create(&path)?;
-/// # let start = std::time::Instant::now();
-/// while std::sync::Arc::ptr_eq(&old, &new) {
-/// #   assert!(start.elapsed() < Duration::from_secs(10), "no event");
-///     std::thread::sleep(Duration::from_millis(1));
-///     new = cache.get_or_create(&path)?;
-/// }
+/// // The watch reports it within moments, long before the fallback interval would; `catch_up` waits
+/// // for those moments (a process reading its own writes).
+/// cache.catch_up();
+/// let new = cache.get_or_create(&path)?;
 /// assert_eq!(new.range(0..1)?[0], 2);
 /// assert_eq!(old.range(0..1)?[0], 1, "the old inode still serves what was in flight");
 /// assert!(cache.stats().changes_seen >= 1);

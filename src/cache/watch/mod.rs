@@ -51,7 +51,9 @@
 //! descriptor and a pipe whose write end the cache holds; it also wakes four times a second to confirm that
 //! the SIGBUS guard is still in place (a mapping made while it was is replaced once it is gone, as a timed
 //! revalidation would). An event becomes visible as soon as the thread has read it: typically tens of microseconds after the
-//! write or rename returns, bounded by how soon the scheduler runs the thread. A request that races a
+//! write or rename returns, bounded by how soon the scheduler runs the thread
+//! ([`MmapCache::catch_up`](crate::MmapCache::catch_up) reads and applies what is queued on the caller's
+//! thread instead, for a process that reads its own writes). A request that races a
 //! rename's event is answered wholly from the old inode. One that races an in-place change's event can
 //! still pair the old ETag and length with bytes already changed (the mapping shows the page cache as it
 //! is): the window is that delay instead of the revalidation interval, and the checks a body makes before
@@ -140,12 +142,18 @@ mod linux {
     /// What the cache, its entries and the thread share.
     pub(super) struct Shared {
         state: Mutex<State>,
+        /// Held by whoever reads events, from the read until what they reach is applied (taken before
+        /// `state`): so once [`Watcher::catch_up`] holds it, no event read earlier is still being applied.
+        applying: Mutex<()>,
         pub(super) counters: Arc<Counters>,
         /// Set when the thread ended on an error: no new watch is trusted.
         abandoned: AtomicBool,
         /// A test hook: refuse every new watch, as a full watch limit would.
         #[cfg(test)]
         pub(super) refuse: AtomicBool,
+        /// A test hook: the thread leaves events queued, as a thread not yet scheduled would.
+        #[cfg(test)]
+        pub(super) paused: AtomicBool,
     }
 
     pub(super) struct State {
@@ -190,10 +198,13 @@ mod linux {
                     buffer: vec![0; super::thread::BUFFER],
                     table: Table::default(),
                 }),
+                applying: Mutex::new(()),
                 counters,
                 abandoned: AtomicBool::new(false),
                 #[cfg(test)]
                 refuse: AtomicBool::new(false),
+                #[cfg(test)]
+                paused: AtomicBool::new(false),
             });
             // The new thread tells when it runs: Rust's start-up of a thread (its signal stack) happens in
             // the thread, and must not meet a later shortage (of address space, say) that the caller of
@@ -236,6 +247,7 @@ mod linux {
                 return false;
             };
             let member = {
+                let _applying = self.shared.applying();
                 let mut state = self.shared.lock();
                 #[cfg(test)]
                 if self.shared.refuse.load(Ordering::Relaxed) {
@@ -309,6 +321,15 @@ mod linux {
             true
         }
 
+        /// Reads every event queued now and applies it, here and now (see [`MmapCache::catch_up`]).
+        ///
+        /// [`MmapCache::catch_up`]: crate::MmapCache::catch_up
+        pub(in crate::cache) fn catch_up(&self) {
+            let _applying = self.shared.applying();
+            let earlier = self.shared.lock().read_queued();
+            super::thread::apply(&self.shared, earlier);
+        }
+
         /// A test's view of the shared state, to see that it is freed with the cache.
         #[cfg(test)]
         pub(super) fn shared(&self) -> &Arc<Shared> {
@@ -319,6 +340,11 @@ mod linux {
     impl Shared {
         pub(super) fn lock(&self) -> MutexGuard<'_, State> {
             self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// The right to read events and apply them: see the `applying` field.
+        pub(super) fn applying(&self) -> MutexGuard<'_, ()> {
+            self.applying.lock().unwrap_or_else(PoisonError::into_inner)
         }
 
         /// The thread ended: no watch is trusted any more.
@@ -482,5 +508,7 @@ mod other {
         pub(in crate::cache) fn watch(&self, _: &Arc<Entry>, _: &Path) -> bool {
             false
         }
+
+        pub(in crate::cache) fn catch_up(&self) {}
     }
 }

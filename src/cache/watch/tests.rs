@@ -23,15 +23,6 @@ fn watching() -> MmapCache {
     MmapCache::builder().revalidation(WATCH).build()
 }
 
-/// Waits (at most 10 s, then fails) until `done` holds: events arrive on another thread.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn dropping_the_cache_ends_its_thread_and_frees_its_watches() {
     let d = tempfile::tempdir().unwrap();
@@ -78,6 +69,32 @@ fn watches_leave_with_their_entries() {
 }
 
 #[test]
+fn catch_up_applies_the_changes_queued_before_it_on_the_callers_thread() {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::Ordering;
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "f", 1 << 20);
+    let cache = watching();
+    let old = cache.get_or_create(&p).unwrap();
+    let paused = &cache.watcher_for_tests().unwrap().shared().paused;
+    paused.store(true, Ordering::Relaxed);
+    // A rename over the path: the entry is replaced, the old mapping finishes what it sends.
+    fs::rename(write(d.path(), "g", 2 << 20), &p).unwrap();
+    cache.catch_up();
+    assert_eq!(cache.stats().changes_seen, 1);
+    let new = cache.get_or_create(&p).unwrap();
+    assert_eq!(new.size(), 2 << 20, "the new version is served");
+    assert!(!old.is_poisoned(), "replaced, not changed");
+    // A write in place: the mapping is poisoned.
+    let writer = fs::OpenOptions::new().write(true).open(&p).unwrap();
+    writer.write_all_at(&[0xAB; 16], 1000).unwrap();
+    cache.catch_up();
+    assert!(new.is_poisoned(), "the write poisons the mapping");
+    assert_eq!(cache.stats().changes_seen, 2);
+    paused.store(false, Ordering::Relaxed);
+}
+
+#[test]
 fn a_refused_watch_falls_back_to_timed_revalidation_and_is_counted() {
     let d = tempfile::tempdir().unwrap();
     let p = write(d.path(), "f", 1 << 20);
@@ -120,9 +137,12 @@ fn a_directory_moved_on_the_path_is_seen() {
     write(&next.join("models"), "m.bin", 2 << 20);
     fs::rename(&served, d.path().join("data.old")).unwrap();
     fs::rename(&next, &served).unwrap();
-    eventually("the new tree is served", || {
-        cache.get_or_create(&p).unwrap().size() == 2 << 20
-    });
+    cache.catch_up();
+    assert_eq!(
+        cache.get_or_create(&p).unwrap().size(),
+        2 << 20,
+        "the new tree is served"
+    );
     assert!(
         !old.is_poisoned(),
         "moved, not changed: in-flight bodies finish"
@@ -141,9 +161,12 @@ fn a_directory_first_watched_above_a_file_is_watched_for_its_own_files_too() {
     cache.get_or_create(&deep).unwrap(); // the temp dir: watched only for its own move
     let old = cache.get_or_create(&near).unwrap(); // now for its names too
     fs::rename(write(d.path(), "b.new", 2 << 20), &near).unwrap();
-    eventually("the rename over b.bin is seen", || {
-        cache.get_or_create(&near).unwrap().size() == 2 << 20
-    });
+    cache.catch_up();
+    assert_eq!(
+        cache.get_or_create(&near).unwrap().size(),
+        2 << 20,
+        "the rename over b.bin is seen"
+    );
     assert!(!old.is_poisoned());
     assert_eq!(cache.stats().watched, 2);
 }
@@ -182,9 +205,11 @@ fn a_mapped_file_keeps_its_inode_watched_after_its_entry_is_gone() {
     cache.clear();
     assert_eq!(counts().1, 1, "the inode is still watched for the file");
     writer.write_all_at(&[0xAB; 16], 1000).unwrap();
-    eventually("the write poisons the file no entry holds", || {
-        file.is_poisoned()
-    });
+    cache.catch_up();
+    assert!(
+        file.is_poisoned(),
+        "the write poisons the file no entry holds"
+    );
     drop(file);
     assert_eq!(
         counts(),

@@ -61,10 +61,17 @@ pub(super) fn run(shared: &Shared, inotify: OwnedFd, stop: OwnedFd) {
         if !events {
             continue;
         }
+        #[cfg(test)]
+        if shared.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
         // Read and dispatched under the table's lock (see `State::inotify`), applied once it is released.
         let mut reached = Reached::default();
+        let applying = shared.applying();
         let read = shared.lock().read_into(&mut reached);
         apply(shared, reached);
+        drop(applying);
         if let Err(e) = read {
             return give_up(shared, e);
         }
