@@ -126,8 +126,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// A body that slices a mapping never hands the server a frame whose pages are not in memory, so no async
 /// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
 /// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
-/// allocation). When they are, the frame is yielded at once. When they are not, the frame is brought in on
-/// Tokio's blocking pool (`MADV_WILLNEED` on the whole frame, one read-ahead request the disk can queue with
+/// allocation; the last 4 KiB held back are checked, and brought in, with the frame before them, in the same
+/// call). When they are, the frame is yielded at once. When they are not, the frame is brought in on Tokio's
+/// blocking pool (`MADV_WILLNEED` on the whole frame, one read-ahead request the disk can queue with
 /// others, then `MADV_POPULATE_READ`), at most 64 bring-ins at once in the process, and yielded after; the
 /// worker serves other connections meanwhile. A file truncated under a bring-in makes it fail instead of
 /// raising SIGBUS: the body ends with an error, and the file is never served again. Outside a Tokio runtime,
@@ -170,6 +171,8 @@ pub struct MmapBody {
     next: Option<Box<Next>>,
     /// The earlier frames the server still holds, for a body that waits for them before its last check.
     copies: Option<Arc<Copies>>,
+    /// The last piece, held back, was found in memory (or brought in) with the frame before it.
+    tail_checked: bool,
 }
 
 /// A frame split off before it is handed out.
@@ -262,6 +265,7 @@ impl MmapBody {
             failed: false,
             next: None,
             copies: None,
+            tail_checked: false,
         }
     }
 
@@ -397,32 +401,38 @@ impl MmapBody {
     /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, brought
     /// in on the current runtime's blocking pool; a range to read is read there. Without a runtime the work
     /// runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
-    /// lookup.)
-    fn prepare(&self, segment: Segment) -> Next {
+    /// lookup.) The last piece held back right after a frame is checked, and brought in, with that frame: one
+    /// system call and one disk request for both, and none of its own.
+    fn prepare(&mut self, segment: Segment) -> Next {
+        let tail = match &self.kind {
+            Kind::Single(rest) if rest.len() <= FINAL_PIECE as u64 => rest.len() as usize,
+            _ => 0,
+        };
+        let checked_before = std::mem::replace(&mut self.tail_checked, false);
         match segment {
             Segment::Memory(frame) => {
                 let Some(watch) = &self.watch else {
                     return Next::Ready(Ok(frame));
                 };
-                match (watch.file.residency(&frame), watch.file.mapping()) {
+                let residency = if checked_before {
+                    Residency::Resident
+                } else {
+                    watch.file.residency(&frame, tail)
+                };
+                match (residency, watch.file.mapping()) {
                     (Residency::Cold, Some(mapping)) => {
                         let len = frame.len() as u64;
-                        // A last piece held back right after this frame comes in with it: one disk request.
-                        let tail = match &self.kind {
-                            Kind::Single(rest) if rest.len() <= FINAL_PIECE as u64 => {
-                                rest.len() as usize
-                            }
-                            _ => 0,
-                        };
+                        let mapping = Arc::clone(mapping);
+                        self.tail_checked = tail > 0;
                         match Handle::try_current() {
                             Ok(runtime) => Next::Coming {
-                                job: spawn_bring_in(&runtime, Arc::clone(mapping), frame, tail),
+                                job: spawn_bring_in(&runtime, mapping, frame, tail),
                                 len,
                                 bring_in: true,
                                 waiting_since: None,
                             },
                             Err(_) => {
-                                let done = residency::bring_in(mapping, frame, tail);
+                                let done = residency::bring_in(&mapping, frame, tail);
                                 self.count_bring_in(None);
                                 Next::Ready(done)
                             }
@@ -432,6 +442,7 @@ impl MmapBody {
                         if let Some(counters) = &watch.counters {
                             counters.resident.fetch_add(1, Ordering::Relaxed);
                         }
+                        self.tail_checked = tail > 0;
                         Next::Ready(Ok(frame))
                     }
                     _ => Next::Ready(Ok(frame)),

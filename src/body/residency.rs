@@ -139,7 +139,7 @@ impl MmapFile {
         match self.content() {
             Content::Memory(_) => {
                 let bytes = self.range(range)?;
-                match (self.residency(&bytes), self.mapping()) {
+                match (self.residency(&bytes, 0), self.mapping()) {
                     (Residency::Cold, Some(mapping)) => {
                         Ok(Plan::Job(Work::BringIn(Arc::clone(mapping), bytes)))
                     }

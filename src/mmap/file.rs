@@ -368,12 +368,13 @@ impl MmapFile {
         self.mapping.as_ref().is_some_and(|m| !m.is_protected())
     }
 
-    /// Whether `frame`'s pages are in memory (one `mincore`; see `residency`): `Unmapped` for a file that is
-    /// not mapped or a frame that is not a slice of this file's mapping.
-    pub(crate) fn residency(&self, frame: &[u8]) -> Residency {
+    /// Whether the pages of `frame` and of the `tail` bytes after it are in memory (one `mincore`; see
+    /// `residency`): `Unmapped` for a file that is not mapped or a frame that is not a slice of this file's
+    /// mapping.
+    pub(crate) fn residency(&self, frame: &[u8], tail: usize) -> Residency {
         self.mapping
             .as_ref()
-            .map_or(Residency::Unmapped, |m| m.residency(frame))
+            .map_or(Residency::Unmapped, |m| m.residency(frame, tail))
     }
 
     /// The mapping behind the bytes, for bringing frames of it in on another thread (None when not mapped).

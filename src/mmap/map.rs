@@ -49,11 +49,19 @@ impl Mapping {
         (!frame.is_empty() && offset + frame.len() <= self.map.len()).then_some(offset)
     }
 
-    /// Whether `frame`'s pages are in memory: one `mincore` call for a frame up to 2 MiB.
-    pub(crate) fn residency(&self, frame: &[u8]) -> Residency {
+    /// Whether the pages of `frame` and of the `tail` bytes after it (as far as the mapping goes) are in
+    /// memory: one `mincore` call for up to 2 MiB.
+    pub(crate) fn residency(&self, frame: &[u8], tail: usize) -> Residency {
         match self.offset_of(frame) {
             None => Residency::Unmapped,
-            Some(offset) if self.exact_residency && is_resident(&self.map, offset, frame.len()) => {
+            Some(offset)
+                if self.exact_residency
+                    && is_resident(
+                        &self.map,
+                        offset,
+                        (frame.len() + tail).min(self.map.len() - offset),
+                    ) =>
+            {
                 Residency::Resident
             }
             Some(_) => Residency::Cold,

@@ -51,6 +51,12 @@ use std::io;
 
 use memmap2::{Advice, Mmap};
 
+#[cfg(test)]
+thread_local! {
+    /// A test's count of the residency checks made on its thread.
+    pub(crate) static CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The pages one `mincore` call looks at: 512 pages (2 MiB of 4 KiB pages), a stack buffer that covers a
 /// frame of the default 1 MiB chunk size, however it is aligned, in one call.
 const WINDOW: usize = 512;
@@ -91,6 +97,8 @@ pub(crate) fn exact_for(file: &File) -> bool {
 /// is always safe).
 pub(crate) fn is_resident(map: &Mmap, offset: usize, len: usize) -> bool {
     debug_assert!(len > 0 && offset + len <= map.len());
+    #[cfg(test)]
+    CHECKS.with(|checks| checks.set(checks.get() + 1));
     let page = page_size();
     let base = map.as_ptr() as usize;
     let start = (base + offset) & !(page - 1);

@@ -108,7 +108,7 @@ fn hash_in_memory(file: &MmapFile, bytes: &Bytes, digest: &ContentDigest) -> boo
                 let _ = std::thread::ScopedJoinHandle::join(bringing);
             }
             if let Some(&next) = pieces.get(i + 1) {
-                if file.residency(next) == Residency::Cold {
+                if file.residency(next, 0) == Residency::Cold {
                     // An error (a truncated file) only leaves the pages to fault, onto the SIGBUS guard's zero
                     // pages: the hash then does not match.
                     ahead = Some(scope.spawn(move || mapping.bring_in(next, 0)));

@@ -46,7 +46,7 @@ fn evict(path: &Path) {
 
 /// Whether `file`'s first `len` bytes are out of memory; prints why the test is skipped when not.
 fn is_cold(file: &MmapFile, len: u64) -> bool {
-    let cold = file.residency(&file.range(0..len).expect("inside")) == Residency::Cold;
+    let cold = file.residency(&file.range(0..len).expect("inside"), 0) == Residency::Cold;
     if !cold {
         eprintln!("skipped: posix_fadvise(DONTNEED) left the fixture in memory");
     }
@@ -79,7 +79,7 @@ fn a_cold_frame_is_sent_only_once_resident_and_the_worker_serves_others_meanwhil
         let first = tokio::spawn(async move {
             let frame = body.frame().await.expect("a frame").expect("no error");
             let frame = frame.into_data().expect("data");
-            (checked.residency(&frame), frame)
+            (checked.residency(&frame, 0), frame)
         });
         // The body's first frame is being brought in (held at the gate), on the blocking pool.
         gate.reached.notified().await;
@@ -132,7 +132,7 @@ fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
             .expect("ok")
             .into_data()
             .expect("data");
-        assert_eq!(file.residency(&first), Residency::Resident);
+        assert_eq!(file.residency(&first, 0), Residency::Resident);
         // Handing out the first frame split off the second and started bringing it in: its pages come in
         // without the body being polled again.
         let second = file
@@ -141,12 +141,54 @@ fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
         let mut got = first.to_vec();
         while let Some(frame) = body.frame().await {
             let frame = frame.expect("ok").into_data().expect("data");
-            assert_eq!(file.residency(&frame), Residency::Resident);
+            assert_eq!(file.residency(&frame, 0), Residency::Resident);
             got.extend_from_slice(&frame);
         }
         assert_eq!(got, pattern(LEN));
-        assert_eq!(file.residency(&second), Residency::Resident);
+        assert_eq!(file.residency(&second, 0), Residency::Resident);
     });
+}
+
+/// Sends the whole body of `file` on a current-thread runtime; returns its bytes and the residency checks
+/// made meanwhile.
+fn send_counting_checks(file: &Arc<MmapFile>) -> (Vec<u8>, usize) {
+    use crate::mmap::residency::CHECKS;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let before = CHECKS.with(std::cell::Cell::get);
+    let got = runtime.block_on(async {
+        let body = MmapBody::file_range(Arc::clone(file), 0..file.size()).expect("inside");
+        body.collect().await.expect("sent").to_bytes().to_vec()
+    });
+    (got, CHECKS.with(std::cell::Cell::get) - before)
+}
+
+#[test]
+fn the_last_piece_held_back_is_checked_with_the_frame_before_it() {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
+    let path = dir.path().join("warm.bin");
+    std::fs::write(&path, pattern(100_000)).expect("write");
+    let file = Arc::new(MmapFile::new(&path).expect("map"));
+    // Two frames, the last 4 KiB held back: one check for both.
+    let (got, checks) = send_counting_checks(&file);
+    assert_eq!(got, pattern(100_000));
+    assert_eq!(checks, 1);
+}
+
+#[test]
+fn a_cold_last_piece_comes_in_with_the_frame_before_it_and_is_not_checked_again() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = Arc::new(MmapFile::new(&path).expect("map"));
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    // Four frames of 1 MiB, the last one 4 KiB short, then the 4 KiB held back: four checks.
+    let (got, checks) = send_counting_checks(&file);
+    assert_eq!(got, pattern(LEN));
+    assert_eq!(checks, 4);
 }
 
 #[test]
@@ -203,7 +245,7 @@ fn range_resident_brings_a_cold_range_in_and_reports_truncation() {
     let rows = runtime
         .block_on(file.range_resident(65_536..200_000))
         .expect("rows");
-    assert_eq!(file.residency(&rows), Residency::Resident);
+    assert_eq!(file.residency(&rows, 0), Residency::Resident);
     assert_eq!(rows, pattern(LEN)[65_536..200_000]);
     std::fs::OpenOptions::new()
         .write(true)
@@ -233,5 +275,5 @@ fn outside_a_runtime_a_cold_frame_is_brought_in_inline() {
         std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().expect("data"),
         other => panic!("a frame at once outside a runtime: {other:?}"),
     };
-    assert_eq!(file.residency(&frame), Residency::Resident);
+    assert_eq!(file.residency(&frame, 0), Residency::Resident);
 }
