@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -171,8 +171,21 @@ pub struct MmapBody {
     next: Option<Box<Next>>,
     /// The earlier frames the server still holds, for a body that waits for them before its last check.
     copies: Option<Arc<Copies>>,
-    /// The last piece, held back, was found in memory (or brought in) with the frame before it.
-    tail_checked: bool,
+    /// How many of the next frames were found in memory (or brought in) with an earlier check: the held-back
+    /// last piece with the frame before it, and the first frame when `poll_first_ready` checked it.
+    checked_ahead: u8,
+}
+
+/// How much of a run of `len` bytes the next frame takes: a chunk, except that a run longer than `held_back`
+/// keeps its last `held_back` bytes for a frame of their own, sent only after the checks in `checked` — even
+/// a run that fits one chunk. (More than `len` means all of it.)
+fn first_frame_len(len: u64, chunk_size: usize, held_back: u64) -> usize {
+    if len > held_back && len.saturating_sub(chunk_size as u64) < held_back {
+        // Less than a chunk: `len - held_back < chunk_size`.
+        (len - held_back) as usize
+    } else {
+        chunk_size
+    }
 }
 
 /// A frame split off before it is handed out.
@@ -265,7 +278,7 @@ impl MmapBody {
             failed: false,
             next: None,
             copies: None,
-            tail_checked: false,
+            checked_ahead: 0,
         }
     }
 
@@ -340,31 +353,7 @@ impl MmapBody {
                 Some(segment) => self.prepare(segment),
             },
         };
-        let frame = match next {
-            Next::Ready(frame) => frame,
-            Next::Coming {
-                mut job,
-                len,
-                bring_in,
-                waiting_since,
-            } => match Pin::new(&mut job).poll(cx) {
-                Poll::Pending => {
-                    self.next = Some(Box::new(Next::Coming {
-                        job,
-                        len,
-                        bring_in,
-                        waiting_since: waiting_since.or_else(|| Some(Instant::now())),
-                    }));
-                    return Poll::Pending;
-                }
-                Poll::Ready(done) => {
-                    if bring_in {
-                        self.count_bring_in(waiting_since);
-                    }
-                    done.unwrap_or_else(|e| Err(joined(e)))
-                }
-            },
-        };
+        let frame = ready!(self.poll_ready(next, cx));
         // The last frame waits until the server has let go of every earlier one, so that its check sees any
         // change made before their bytes were copied out.
         if let (Some(copies), Ok(_)) = (&self.copies, &frame)
@@ -398,6 +387,74 @@ impl MmapBody {
         Poll::Ready(Some(frame))
     }
 
+    /// `next`'s frame once it is ready; while it is not, `next` is kept for the next poll.
+    fn poll_ready(&mut self, next: Next, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        match next {
+            Next::Ready(frame) => Poll::Ready(frame),
+            Next::Coming {
+                mut job,
+                len,
+                bring_in,
+                waiting_since,
+            } => match Pin::new(&mut job).poll(cx) {
+                Poll::Pending => {
+                    self.next = Some(Box::new(Next::Coming {
+                        job,
+                        len,
+                        bring_in,
+                        waiting_since: waiting_since.or_else(|| Some(Instant::now())),
+                    }));
+                    Poll::Pending
+                }
+                Poll::Ready(done) => {
+                    if bring_in {
+                        self.count_bring_in(waiting_since);
+                    }
+                    Poll::Ready(done.unwrap_or_else(|e| Err(joined(e))))
+                }
+            },
+        }
+    }
+
+    /// Has the first frame of a mapping in memory before the response is handed to the server, so that its
+    /// head and first bytes leave together (hyper writes the head alone when the first frame is not ready):
+    /// ready at once when the frame is resident (checked here, and not again when it is polled) or there is
+    /// no such frame; pending while a cold one is brought in (it is then the next frame polled).
+    pub(crate) fn poll_first_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.watch.is_none() || self.next.is_some() || self.failed || self.checked_ahead > 0 {
+            return Poll::Ready(());
+        }
+        let Kind::Single(Segment::Memory(bytes)) = &self.kind else {
+            return Poll::Ready(());
+        };
+        let limit =
+            first_frame_len(bytes.len() as u64, self.chunk_size, self.held_back()).min(bytes.len());
+        let rest = bytes.len() - limit;
+        let tail = if rest <= FINAL_PIECE { rest } else { 0 };
+        let watch = self.watch.as_ref().expect("checked above");
+        match watch.file.residency(&bytes[..limit], tail) {
+            Residency::Resident => {
+                // The frame and its held-back tail: neither is checked again.
+                self.checked_ahead = 1 + u8::from(tail > 0);
+                Poll::Ready(())
+            }
+            Residency::Unmapped => Poll::Ready(()),
+            Residency::Cold => {
+                let Some(Segment::Memory(frame)) = self.next_frame() else {
+                    return Poll::Ready(());
+                };
+                let next = self.bring_in(frame, tail);
+                match self.poll_ready(next, cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(frame) => {
+                        self.next = Some(Box::new(Next::Ready(frame)));
+                        Poll::Ready(())
+                    }
+                }
+            }
+        }
+    }
+
     /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, brought
     /// in on the current runtime's blocking pool; a range to read is read there. Without a runtime the work
     /// runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
@@ -408,44 +465,30 @@ impl MmapBody {
             Kind::Single(rest) if rest.len() <= FINAL_PIECE as u64 => rest.len() as usize,
             _ => 0,
         };
-        let checked_before = std::mem::replace(&mut self.tail_checked, false);
         match segment {
             Segment::Memory(frame) => {
                 let Some(watch) = &self.watch else {
                     return Next::Ready(Ok(frame));
                 };
-                let residency = if checked_before {
+                let residency = if self.checked_ahead > 0 {
+                    self.checked_ahead -= 1;
                     Residency::Resident
                 } else {
-                    watch.file.residency(&frame, tail)
-                };
-                match (residency, watch.file.mapping()) {
-                    (Residency::Cold, Some(mapping)) => {
-                        let len = frame.len() as u64;
-                        let mapping = Arc::clone(mapping);
-                        self.tail_checked = tail > 0;
-                        match Handle::try_current() {
-                            Ok(runtime) => Next::Coming {
-                                job: spawn_bring_in(&runtime, mapping, frame, tail),
-                                len,
-                                bring_in: true,
-                                waiting_since: None,
-                            },
-                            Err(_) => {
-                                let done = residency::bring_in(&mapping, frame, tail);
-                                self.count_bring_in(None);
-                                Next::Ready(done)
-                            }
-                        }
+                    let residency = watch.file.residency(&frame, tail);
+                    if residency == Residency::Resident {
+                        self.checked_ahead = u8::from(tail > 0);
                     }
-                    (Residency::Resident, _) => {
+                    residency
+                };
+                match residency {
+                    Residency::Cold => self.bring_in(frame, tail),
+                    Residency::Resident => {
                         if let Some(counters) = &watch.counters {
                             counters.resident.fetch_add(1, Ordering::Relaxed);
                         }
-                        self.tail_checked = tail > 0;
                         Next::Ready(Ok(frame))
                     }
-                    _ => Next::Ready(Ok(frame)),
+                    Residency::Unmapped => Next::Ready(Ok(frame)),
                 }
             }
             Segment::Read(file, range) => {
@@ -460,6 +503,30 @@ impl MmapBody {
                     // Outside a Tokio runtime there is no blocking pool to hand the read to.
                     Err(_) => Next::Ready(file.read(range)),
                 }
+            }
+        }
+    }
+
+    /// Brings `frame`, a cold slice of the mapping, and the `tail` bytes after it in: on the current runtime's
+    /// blocking pool, or here without one.
+    fn bring_in(&mut self, frame: Bytes, tail: usize) -> Next {
+        let Some(mapping) = self.watch.as_ref().and_then(|w| w.file.mapping()).cloned() else {
+            return Next::Ready(Ok(frame));
+        };
+        // The tail comes in with the frame: it needs no check of its own.
+        self.checked_ahead = u8::from(tail > 0);
+        let len = frame.len() as u64;
+        match Handle::try_current() {
+            Ok(runtime) => Next::Coming {
+                job: spawn_bring_in(&runtime, mapping, frame, tail),
+                len,
+                bring_in: true,
+                waiting_since: None,
+            },
+            Err(_) => {
+                let done = residency::bring_in(&mapping, frame, tail);
+                self.count_bring_in(None);
+                Next::Ready(done)
             }
         }
     }
@@ -535,27 +602,23 @@ impl MmapBody {
         })
     }
 
-    /// Splits off the next frame to send: bytes, or a range to read.
-    fn next_frame(&mut self) -> Option<Segment> {
-        let chunk_size = self.chunk_size;
-        // `chunk_size(0)` asks for one frame per slice: nothing is held back then.
-        let held_back = if self.watch.is_some() && chunk_size != usize::MAX {
+    /// How much of its end a body holds back for a last frame of its own: `FINAL_PIECE` for a watched body
+    /// (`chunk_size(0)` asks for one frame per slice: nothing is held back then).
+    fn held_back(&self) -> u64 {
+        if self.watch.is_some() && self.chunk_size != usize::MAX {
             FINAL_PIECE as u64
         } else {
             0
-        };
+        }
+    }
+
+    /// Splits off the next frame to send: bytes, or a range to read.
+    fn next_frame(&mut self) -> Option<Segment> {
+        let chunk_size = self.chunk_size;
+        let held_back = self.held_back();
         match &mut self.kind {
             Kind::Single(segment) => {
-                // A watched body longer than `held_back` keeps its last `held_back` bytes for a frame of
-                // their own, sent only after the checks in `checked` — even a body that fits one chunk.
-                let len = segment.len();
-                let limit = if len > held_back && len.saturating_sub(chunk_size as u64) < held_back
-                {
-                    // Less than a chunk: `len - held_back < chunk_size`.
-                    (len - held_back) as usize
-                } else {
-                    chunk_size
-                };
+                let limit = first_frame_len(segment.len(), chunk_size, held_back);
                 segment.take(limit)
             }
             Kind::Multipart(state) => loop {

@@ -27,7 +27,10 @@ use crate::{MmapCache, MmapError, Resolve, Revalidate};
 /// The response future of [`MmapServe`](crate::MmapServe).
 ///
 /// A request for a cached file that the resolver names at once is answered inside `call`, and this future
-/// only hands the response over; otherwise it drives the resolver's future and the blocking open.
+/// only hands the response over; otherwise it drives the resolver's future and the blocking open. Either way
+/// it hands the response over once the first frame of its body is in memory: a cold one is brought in on
+/// the blocking pool first (see [`MmapBody`]'s cold pages), so the server writes the head and the first
+/// bytes together instead of the head alone and the bytes after a wait.
 pub struct MmapServeFuture<R: Resolve> {
     kind: Kind<R>,
 }
@@ -71,13 +74,29 @@ impl<R: Resolve> Future for MmapServeFuture<R> {
     type Output = Result<Response<MmapBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match &mut self.get_mut().kind {
-            Kind::Serving(serving) => ready!(serving.as_mut().poll(cx)).into_response(),
-            Kind::Ready(response) => response
-                .take()
-                .expect("MmapServeFuture polled after completion"),
-        }))
+        let this = self.get_mut();
+        if let Kind::Serving(serving) = &mut this.kind {
+            this.kind = Kind::Ready(Some(ready!(serving.as_mut().poll(cx)).into_response()));
+        }
+        let Kind::Ready(response) = &mut this.kind else {
+            unreachable!("a serving future was replaced by its response above");
+        };
+        Poll::Ready(Ok(ready!(first_frame_ready(response, cx))))
     }
+}
+
+/// `response` once the first frame of its body is in memory ([`MmapBody::poll_first_ready`]): the server
+/// then writes its head and first bytes at once, and never waits for the disk meanwhile.
+pub(super) fn first_frame_ready(
+    response: &mut Option<Response<MmapBody>>,
+    cx: &mut Context<'_>,
+) -> Poll<Response<MmapBody>> {
+    let ready = response
+        .as_mut()
+        .expect("response future polled after completion")
+        .body_mut()
+        .poll_first_ready(cx);
+    ready.map(|()| response.take().expect("checked above"))
 }
 
 /// How serving a request ended.

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::future::{Outcome, Serving, Start};
+use super::future::{Outcome, Serving, Start, first_frame_ready};
 use super::serve::MmapServe;
 use crate::Resolve;
 use crate::body::MmapBody;
@@ -224,7 +224,9 @@ where
                     body,
                 } => match ready!(serving.as_mut().poll(cx)) {
                     Outcome::Response(response) => {
-                        return Poll::Ready(Ok(response.map(FallThroughBody::mmap)));
+                        this.state.set(FallState::Ready {
+                            response: Some(response),
+                        });
                     }
                     Outcome::NotFound(parts) => {
                         let body = body.take().expect("the request body is handed on once");
@@ -238,9 +240,7 @@ where
                     return Poll::Ready(Ok(response.map(FallThroughBody::inner)));
                 }
                 FallProj::Ready { response } => {
-                    let response = response
-                        .take()
-                        .expect("FallThroughFuture polled after completion");
+                    let response = ready!(first_frame_ready(response, cx));
                     return Poll::Ready(Ok(response.map(FallThroughBody::mmap)));
                 }
             }

@@ -70,18 +70,8 @@ fn a_cold_frame_is_sent_only_once_resident_and_the_worker_serves_others_meanwhil
         .expect("runtime");
     runtime.block_on(async {
         let request = http::Request::get("/cold.bin").header("range", "bytes=0-1048575");
-        let response = serve
-            .clone()
-            .oneshot(request.body(()).expect("request"))
-            .await;
-        let mut body = response.expect("infallible").into_body();
-        let checked = Arc::clone(&file);
-        let first = tokio::spawn(async move {
-            let frame = body.frame().await.expect("a frame").expect("no error");
-            let frame = frame.into_data().expect("data");
-            (checked.residency(&frame, 0), frame)
-        });
-        // The body's first frame is being brought in (held at the gate), on the blocking pool.
+        let cold = tokio::spawn(serve.clone().oneshot(request.body(()).expect("request")));
+        // The first frame is being brought in (held at the gate), on the blocking pool.
         gate.reached.notified().await;
         let hot = http::Request::get("/hot.bin").body(()).expect("request");
         let hot = serve.clone().oneshot(hot).await.expect("infallible");
@@ -98,12 +88,22 @@ fn a_cold_frame_is_sent_only_once_resident_and_the_worker_serves_others_meanwhil
             "the worker answered another request meanwhile"
         );
         assert!(
-            !first.is_finished(),
-            "the cold frame waits for its bring-in"
+            !cold.is_finished(),
+            "the response is handed over only once its first frame is in memory"
         );
         gate.open();
-        let (residency, frame) = first.await.expect("task");
-        assert_eq!(residency, Residency::Resident, "in memory when handed out");
+        let mut body = cold.await.expect("task").expect("infallible").into_body();
+        // Its first frame is ready at the first poll: the server writes it with the head.
+        let mut first = std::pin::pin!(body.frame());
+        let polled = std::future::Future::poll(
+            first.as_mut(),
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        );
+        let std::task::Poll::Ready(Some(Ok(frame))) = polled else {
+            panic!("the first frame was not ready: {polled:?}");
+        };
+        let frame = frame.into_data().expect("data");
+        assert_eq!(file.residency(&frame, 0), Residency::Resident);
         assert_eq!(frame, pattern(LEN)[..frame.len()]);
     });
     let stats = cache.stats();
@@ -174,6 +174,41 @@ fn the_last_piece_held_back_is_checked_with_the_frame_before_it() {
     let (got, checks) = send_counting_checks(&file);
     assert_eq!(got, pattern(100_000));
     assert_eq!(checks, 1);
+}
+
+#[test]
+fn a_response_checks_its_first_frame_before_it_is_handed_over_and_not_again() {
+    use crate::mmap::residency::CHECKS;
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
+    std::fs::write(dir.path().join("warm.bin"), pattern(100_000)).expect("write");
+    let serve = MmapServe::new(DirResolver::new(dir.path()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let request = || http::Request::get("/warm.bin").body(()).expect("request");
+        // The first request maps the file (on the blocking pool); the second is answered from the cache.
+        serve.clone().oneshot(request()).await.expect("infallible");
+        let before = CHECKS.with(std::cell::Cell::get);
+        let response = serve.clone().oneshot(request()).await.expect("infallible");
+        assert_eq!(
+            CHECKS.with(std::cell::Cell::get) - before,
+            1,
+            "checked before"
+        );
+        let got = response
+            .into_body()
+            .collect()
+            .await
+            .expect("sent")
+            .to_bytes();
+        assert_eq!(got, pattern(100_000));
+        assert_eq!(
+            CHECKS.with(std::cell::Cell::get) - before,
+            1,
+            "the frame and the last piece held back, once"
+        );
+    });
 }
 
 #[test]
