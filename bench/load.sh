@@ -359,6 +359,62 @@ wait_quiet() {
     done
 }
 
+# The page cache of the fixtures. This machine (and any under a memory limit) pages out idle page cache within
+# minutes, so every measured run first re-reads what its workload reads ("warm": only files not wholly
+# resident are read, whole) and, after it, reports how much of them was still resident (mincore(2) on a fresh
+# read-only mapping, which touches no page). Prints "resident_pages total_pages read_bytes".
+cat >"$tmp/pagecache.py" <<'PY'
+import ctypes, ctypes.util, mmap, os, sys
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def resident(fd, size):
+    pages = (size + PAGE - 1) // PAGE
+    if not size:
+        return 0, 0
+    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap")
+    try:
+        vec = ctypes.create_string_buffer(pages)
+        if libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+        return sum(b & 1 for b in vec.raw), pages
+    finally:
+        libc.munmap(addr, size)
+warm = sys.argv[1] == "warm"
+total = [0, 0, 0]
+for path in sys.argv[2:]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        have, pages = resident(fd, size)
+        if warm and have < pages:
+            at = 0
+            while at < size:
+                at += len(os.pread(fd, 1 << 20, at))
+            total[2] += size
+            have, pages = resident(fd, size)
+        total[0] += have
+        total[1] += pages
+    finally:
+        os.close(fd)
+print(*total)
+PY
+
+# workload_files WORKLOAD -> the fixture files the workload reads
+workload_files() {
+    case $1 in
+    small | notmod) echo "$fixtures/small.bin" ;;
+    large) echo "$fixtures/big256.bin" ;;
+    range4k | range64k | multipart) echo "$fixtures/big1g.bin" ;;
+    files) echo "$fixtures"/dir/f*.bin ;;
+    esac
+}
+
 # run_wrk SERVER WORKLOAD SECONDS
 #   -> prints "requests bytes duration_us connect read write status timeout wrk_cpu_ticks"
 run_wrk() {
@@ -424,6 +480,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for ((k = 0; k < ${#names[@]}; k++)); do
             name=${names[$(((k + round - 1) % ${#names[@]}))]}
             for ((attempt = 0; ; attempt++)); do
+                read -ra files <<<"$(workload_files "$workload")"
+                read -r _ _ reread < <(python3 "$tmp/pagecache.py" warm "${files[@]}")
                 wait_quiet
                 rm -f "$tmp/stop"
                 sample_rss "${mem_pid[$name]}" >"$tmp/rss" &
@@ -435,6 +493,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 busy_after=$(machine_busy)
                 touch "$tmp/stop"
                 wait "$sampler"
+                read -r kept_pages all_pages _ < <(python3 "$tmp/pagecache.py" resident "${files[@]}")
                 read -r requests bytes micros _ _ _ _ _ wrk_cpu <<<"$result"
                 foreign=$((busy_after - busy_before - (server_after - server_before) - wrk_cpu))
                 # As a percentage of one core over the run.
@@ -448,8 +507,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 retry_budget=$((retry_budget - 1))
                 log "repeating: another workload used ${foreign_pct}% of a core during the run"
             done
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$name" "${result// /$'\t'}" \
-                "$(cat "$tmp/rss")" "$foreign_pct" "$attempt" "$((server_after - server_before))" >>"$results"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$name" \
+                "${result// /$'\t'}" "$(cat "$tmp/rss")" "$foreign_pct" "$attempt" \
+                "$((server_after - server_before))" "$reread" "$kept_pages" "$all_pages" >>"$results"
         done
     done
 done
@@ -486,13 +546,14 @@ workloads = [
 runs = defaultdict(list)
 for line in open(results):
     (rnd, workload, server, req, nbytes, micros, conn, read, write, status, timeout, wrk_cpu, rss, foreign,
-     repeats, server_cpu) = line.rstrip("\n").split("\t")
+     repeats, server_cpu, reread, kept_pages, all_pages) = line.rstrip("\n").split("\t")
     busy = lambda ticks: int(ticks) * 100 / $hz / (int(micros) / 1e6)
     runs[workload, server].append(dict(
         round=int(rnd), req=int(req) / (int(micros) / 1e6), gbps=int(nbytes) / int(micros) / 1e3,
         errors=int(conn) + int(read) + int(write) + int(timeout), status=int(status), total=int(req),
         rss=int(rss) / 1024, foreign=int(foreign), repeats=int(repeats), server_cpu=busy(server_cpu),
-        wrk_cpu=busy(wrk_cpu)))
+        wrk_cpu=busy(wrk_cpu), reread=int(reread),
+        resident=100 * int(kept_pages) / int(all_pages) if int(all_pages) else 100.0))
 all_runs = [r for rs in runs.values() for r in rs]
 repeated = sum(r["repeats"] for r in all_runs)
 noisy = [r for r in all_runs if r["foreign"] > $FOREIGN_MAX]
@@ -526,7 +587,7 @@ w("# Load benchmarks")
 w("")
 w("Generated by \`bench/load.sh\`: each server on one core with one worker (\`taskset -c $SERVER_CPU\`, "
   "\`--threads 1\`, nginx \`worker_processes 1\`), wrk on the other core (\`taskset -c $CLIENT_CPU wrk -t1\`), "
-  "over loopback, page cache warm. Each cell is the median of $ROUNDS rounds of ${DURATION} s; rounds alternate "
+  "over loopback, page cache warm (re-read before every run where it was not; see Page cache). Each cell is the median of $ROUNDS rounds of ${DURATION} s; rounds alternate "
   "between servers (order rotated each round), after ${WARMUP} s of unmeasured warm-up per workload and server. "
   "Runs disturbed by another workload (see Interference) are left out of a median when the cell has an "
   "undisturbed one. Requests per second in thousands, or GB/s (10^9 bytes, as wrk counts them, headers included). Every server's "
@@ -611,6 +672,24 @@ w("|---|" + "---:|" * len(servers))
 for workload, title, unit in workloads:
     peaks = [max((r["rss"] for r in runs[workload, s]), default=0) for s in servers]
     w(f"| {title} | " + " | ".join(f"{p:.1f}" for p in peaks) + " |")
+w("")
+w("## Page cache")
+w("")
+w("Before every measured run the files its workload reads were re-read wherever not wholly resident (this "
+  "machine pages out idle page cache within minutes); after the run \`mincore(2)\` said how much of them was "
+  "still resident. Per workload: the lowest share resident after any run, the median, and how many of the "
+  "runs had to re-read (MiB re-read in all).")
+w("")
+w("| workload | resident after the run, lowest | median | runs that re-read (MiB) |")
+w("|---|---:|---:|---:|")
+for workload, title, unit in workloads:
+    rs = [r for s in servers for r in runs[workload, s]]
+    if not rs:
+        continue
+    shares = [r["resident"] for r in rs]
+    rereads = [r for r in rs if r["reread"]]
+    w(f"| {title} | {min(shares):.1f}% | {statistics.median(shares):.1f}% | {len(rereads)} of {len(rs)} "
+      f"({sum(r['reread'] for r in rereads) / 2**20:,.0f}) |")
 w("")
 w("## CPU use")
 w("")
