@@ -167,51 +167,7 @@ if [[ -b $disk_source ]]; then
 fi
 
 # --- helpers in python: page cache residency and eviction, the probe, the request checks -------------------
-cat >"$tmp/pagecache.py" <<'EOF'
-"""pagecache.py resident|evict FILE...: one line per file, "name pages_before pages_after total_pages".
-
-Residency is mincore(2) on a fresh shared read-only mapping (which touches no page); eviction is
-fdatasync + posix_fadvise(POSIX_FADV_DONTNEED) on the whole file (no root needed; pages mapped by a process
-or dirty stay)."""
-import ctypes, ctypes.util, mmap, os, sys
-
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-PAGE = os.sysconf("SC_PAGE_SIZE")
-LOW_BIT = bytes(b & 1 for b in range(256))
-
-def resident(fd):
-    size = os.fstat(fd).st_size
-    pages = (size + PAGE - 1) // PAGE
-    if not size:
-        return 0, 0
-    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap")
-    try:
-        vec = ctypes.create_string_buffer(pages)
-        if libc.mincore(addr, size, vec) != 0:
-            raise OSError(ctypes.get_errno(), "mincore")
-        return vec.raw[:pages].translate(LOW_BIT).count(1), pages
-    finally:
-        libc.munmap(addr, size)
-
-action, files = sys.argv[1], sys.argv[2:]
-for path in files:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        before, pages = resident(fd)
-        if action == "evict":
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        after, _ = resident(fd)
-    finally:
-        os.close(fd)
-    print(os.path.basename(path), before, after, pages)
-EOF
+pagecache=$repo/bench/pagecache.py
 
 cat >"$tmp/diskcheck.py" <<'EOF'
 """diskcheck.py FILE SEED COUNT SPAN: evicts FILE, then times COUNT preads of SPAN bytes at random aligned
@@ -587,15 +543,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
             wait_quiet
             start_server "$name"
             cat "$fixtures/hot.bin" >/dev/null
-            evicted=$(python3 "$tmp/pagecache.py" evict "$fixtures/big4g.bin" "$fixtures/big1g.bin")
+            evicted=$(python3 "$pagecache" evict "$fixtures/big4g.bin" "$fixtures/big1g.bin")
             # Once more if something (readahead still in flight, another reader) left pages behind.
             if awk -v max="$EVICT_MAX" '$3 * 100 > $4 * max { bad = 1 } END { exit !bad }' <<<"$evicted"; then
                 log "still resident after eviction: $(tr '\n' ' ' <<<"$evicted"); evicting again"
                 sleep 1
-                again=$(python3 "$tmp/pagecache.py" evict "$fixtures/big4g.bin" "$fixtures/big1g.bin")
+                again=$(python3 "$pagecache" evict "$fixtures/big4g.bin" "$fixtures/big1g.bin")
                 evicted=$(paste -d' ' <(cut -d' ' -f1-2 <<<"$evicted") <(cut -d' ' -f3-4 <<<"$again"))
             fi
-            hot=$(python3 "$tmp/pagecache.py" resident "$fixtures/hot.bin" | cut -d' ' -f3)
+            hot=$(python3 "$pagecache" resident "$fixtures/hot.bin" | cut -d' ' -f3)
             load=$(cut -d' ' -f1 /proc/loadavg)
             busy_before=$(machine_busy)
             window_start=${EPOCHREALTIME/./}
@@ -608,7 +564,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             server_after=$(process_cpu "$work_pid")
             busy_after=$(machine_busy)
             window=$((${EPOCHREALTIME/./} - window_start))
-            after_run=$(python3 "$tmp/pagecache.py" resident "$fixtures/big4g.bin" "$fixtures/big1g.bin")
+            after_run=$(python3 "$pagecache" resident "$fixtures/big4g.bin" "$fixtures/big1g.bin")
             stop_server "$name"
             client_ticks=${result##*client_ticks=}
             micros=${result#*micros=}

@@ -361,49 +361,8 @@ wait_quiet() {
 
 # The page cache of the fixtures. This machine (and any under a memory limit) pages out idle page cache within
 # minutes, so every measured run first re-reads what its workload reads ("warm": only files not wholly
-# resident are read, whole) and, after it, reports how much of them was still resident (mincore(2) on a fresh
-# read-only mapping, which touches no page). Prints "resident_pages total_pages read_bytes".
-cat >"$tmp/pagecache.py" <<'PY'
-import ctypes, ctypes.util, mmap, os, sys
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-PAGE = os.sysconf("SC_PAGE_SIZE")
-def resident(fd, size):
-    pages = (size + PAGE - 1) // PAGE
-    if not size:
-        return 0, 0
-    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap")
-    try:
-        vec = ctypes.create_string_buffer(pages)
-        if libc.mincore(addr, size, vec) != 0:
-            raise OSError(ctypes.get_errno(), "mincore")
-        return sum(b & 1 for b in vec.raw), pages
-    finally:
-        libc.munmap(addr, size)
-warm = sys.argv[1] == "warm"
-total = [0, 0, 0]
-for path in sys.argv[2:]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        have, pages = resident(fd, size)
-        if warm and have < pages:
-            at = 0
-            while at < size:
-                at += len(os.pread(fd, 1 << 20, at))
-            total[2] += size
-            have, pages = resident(fd, size)
-        total[0] += have
-        total[1] += pages
-    finally:
-        os.close(fd)
-print(*total)
-PY
+# resident are read, whole) and, after it, reports how much of them was still resident (bench/pagecache.py).
+pagecache=$repo/bench/pagecache.py
 
 # workload_files WORKLOAD -> the fixture files the workload reads
 workload_files() {
@@ -481,7 +440,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
             name=${names[$(((k + round - 1) % ${#names[@]}))]}
             for ((attempt = 0; ; attempt++)); do
                 read -ra files <<<"$(workload_files "$workload")"
-                read -r _ _ reread < <(python3 "$tmp/pagecache.py" warm "${files[@]}")
+                # Pages brought back into the page cache, in bytes.
+                reread=$(python3 "$pagecache" warm "${files[@]}" | awk '{ n += $3 - $2 } END { print n * 4096 }')
                 wait_quiet
                 rm -f "$tmp/stop"
                 sample_rss "${mem_pid[$name]}" >"$tmp/rss" &
@@ -493,7 +453,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 busy_after=$(machine_busy)
                 touch "$tmp/stop"
                 wait "$sampler"
-                read -r kept_pages all_pages _ < <(python3 "$tmp/pagecache.py" resident "${files[@]}")
+                read -r kept_pages all_pages < <(python3 "$pagecache" resident "${files[@]}" |
+                    awk '{ kept += $3; all += $4 } END { print kept, all }')
                 read -r requests bytes micros _ _ _ _ _ wrk_cpu <<<"$result"
                 foreign=$((busy_after - busy_before - (server_after - server_before) - wrk_cpu))
                 # As a percentage of one core over the run.
@@ -678,9 +639,9 @@ w("")
 w("Before every measured run the files its workload reads were re-read wherever not wholly resident (this "
   "machine pages out idle page cache within minutes); after the run \`mincore(2)\` said how much of them was "
   "still resident. Per workload: the lowest share resident after any run, the median, and how many of the "
-  "runs had to re-read (MiB re-read in all).")
+  "runs found pages missing before they started (MiB brought back in all).")
 w("")
-w("| workload | resident after the run, lowest | median | runs that re-read (MiB) |")
+w("| workload | resident after the run, lowest | median | runs that re-read (MiB brought back) |")
 w("|---|---:|---:|---:|")
 for workload, title, unit in workloads:
     rs = [r for s in servers for r in runs[workload, s]]
