@@ -35,6 +35,9 @@
 //!   in on the blocking pool first (`MADV_WILLNEED` + `MADV_POPULATE_READ`, at most 64 at once), reading the
 //!   next frame ahead while the server sends the current one; a truncation found there ends the body with an
 //!   error instead of a SIGBUS;
+//! - [`MmapServe`] hands a response to the server only once the first frame of its body is in memory, so
+//!   hyper writes the head and the first bytes together (with a cold first frame it would write the head
+//!   alone, and the bytes in a second `writev` after the bring-in);
 //! - for handlers, [`MmapFile::range_resident`] is the async form of [`MmapFile::range`], and
 //!   [`MmapBody::file_range`] the body of a range with the same property; [`MmapFile::range`] and
 //!   [`MmapFile::bytes`] stay synchronous slices, whose cold pages block whoever touches them.
