@@ -102,8 +102,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// on a blocking thread, a frame of at most 256 KiB at a time.)
 ///
 /// A body that slices a mapping checks it as it goes, best effort: before each frame, that the mapping was not
-/// poisoned (the file truncated under it), and before the last frame of a body longer than a chunk, that the
-/// file on disk is still the one mapped. Any such body longer than 4 KiB holds its last 4 KiB back for a frame
+/// poisoned (the file truncated under it), and before the last frame of a body longer than a chunk or of one
+/// that waits for its copies, that the file on disk is still the one mapped (one `stat`: a write in place
+/// changes the mtime when it begins, while its inotify event, which poisons the mapping, comes once it ends). Any such body longer than 4 KiB holds its last 4 KiB back for a frame
 /// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). A body read
 /// with `pread` fails on a short read and re-checks the open file before its last frame, whatever its length.
 /// A file that another process had open for writing when it was opened is poisoned from the start
@@ -570,11 +571,16 @@ impl MmapBody {
             Some(watch) => {
                 // The poison flag (one atomic load) is checked before every frame. The file's identity (one
                 // `stat`, or `fstat` for a file read with pread) is re-checked before the last frame of bodies
-                // longer than a chunk and of every body read with pread: a syscall per small mapped response is
-                // what the hot path must not pay, and those rely on the poison flag and the cache's revalidation.
+                // longer than a chunk, of bodies that waited for their copies, and of every body read with
+                // pread: a syscall per small mapped response is what the hot path must not pay, and those rely
+                // on the poison flag and the cache's revalidation. A body that waited needs the `stat`: a write
+                // landing while the server copied the earlier frames changed the file's mtime when it began,
+                // but its inotify event (the poison) comes only once the write is done, and is read by the
+                // watch thread a moment later.
                 let last = self.remaining() == 0;
-                let recheck =
-                    last && watch.recheck_identity && (self.long || watch.file.reads_on_demand());
+                let recheck = last
+                    && watch.recheck_identity
+                    && (self.long || self.copies.is_some() || watch.file.reads_on_demand());
                 if watch.file.is_poisoned() || (recheck && !watch.file.still_matches()) {
                     Err(io::Error::other("the file changed"))
                 } else {
@@ -838,6 +844,32 @@ mod tests {
                 other => panic!("change {change}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_body_that_waited_re_checks_the_file_on_disk_before_its_last_frame() {
+        use std::os::unix::fs::FileExt;
+        let (dir, _file, mut body) = waiting_body();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Some(Ok(first))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the first frame at once");
+        };
+        // A write in place while the server copies the first frame: nothing has poisoned the mapping (no
+        // watch here, as when its event is not read yet), but the file's mtime changed.
+        std::thread::sleep(std::time::Duration::from_millis(20)); // past the filesystem's timestamp tick
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("w.bin"))
+            .expect("open");
+        writer.write_all_at(&[0xEE; 16], 0).expect("write");
+        drop(first);
+        assert!(
+            matches!(
+                Pin::new(&mut body).poll_frame(&mut cx),
+                Poll::Ready(Some(Err(_)))
+            ),
+            "the change fails the body"
+        );
     }
 
     #[test]
