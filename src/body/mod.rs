@@ -104,9 +104,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// A body that slices a mapping checks it as it goes, best effort: before each frame, that the mapping was not
 /// poisoned (the file truncated under it), and before the last frame of a body longer than a chunk or of one
 /// that waits for its copies, that the file on disk is still the one mapped (one `stat`: a write in place
-/// changes the mtime when it begins, while its inotify event, which poisons the mapping, comes once it ends). Any such body longer than 4 KiB holds its last 4 KiB back for a frame
-/// of their own, sent only after the checks (unless the chunk size is 0: one frame per slice). A body read
-/// with `pread` fails on a short read and re-checks the open file before its last frame, whatever its length.
+/// changes the mtime when it begins, while its inotify event, which poisons the mapping, comes once it ends).
+/// Any such body longer than 4 KiB holds its last 4 KiB back for a frame of their own, sent only after the
+/// checks (unless the chunk size is 0: one frame per slice). A body read with `pread` fails on a short read
+/// and re-checks the open file before its last frame, whatever its length.
 /// A file that another process had open for writing when it was opened is poisoned from the start
 /// ([`MmapFile::opened_while_written`](crate::MmapFile::opened_while_written)), so every body of it ends with
 /// an error before its first frame, whatever its length. When a check fails the body ends with an error, so
@@ -186,6 +187,16 @@ fn first_frame_len(len: u64, chunk_size: usize, held_back: u64) -> usize {
         (len - held_back) as usize
     } else {
         chunk_size
+    }
+}
+
+/// How much of what is left of a run after a frame is the last piece held back right after it (checked and
+/// brought in with that frame): all of it when it is no longer than `FINAL_PIECE`, none otherwise.
+fn tail_of(rest: u64) -> usize {
+    if rest <= FINAL_PIECE as u64 {
+        rest as usize
+    } else {
+        0
     }
 }
 
@@ -431,7 +442,7 @@ impl MmapBody {
         let limit =
             first_frame_len(bytes.len() as u64, self.chunk_size, self.held_back()).min(bytes.len());
         let rest = bytes.len() - limit;
-        let tail = if rest <= FINAL_PIECE { rest } else { 0 };
+        let tail = tail_of(rest as u64);
         let watch = self.watch.as_ref().expect("checked above");
         match watch.file.residency(&bytes[..limit], tail) {
             Residency::Resident => {
@@ -463,8 +474,8 @@ impl MmapBody {
     /// system call and one disk request for both, and none of its own.
     fn prepare(&mut self, segment: Segment) -> Next {
         let tail = match &self.kind {
-            Kind::Single(rest) if rest.len() <= FINAL_PIECE as u64 => rest.len() as usize,
-            _ => 0,
+            Kind::Single(rest) => tail_of(rest.len()),
+            Kind::Multipart(_) => 0,
         };
         match segment {
             Segment::Memory(frame) => {
