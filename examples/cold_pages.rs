@@ -5,7 +5,7 @@
 //! cargo run --release --example cold_pages -- [FILE] [READS_PER_THREAD]
 //! ```
 //!
-//! Writes (once) a 1 GiB file at `FILE` (default: `cold_pages.bin` in the temp directory, which must not be a
+//! Writes (once) a 1 GiB file at `FILE` (an existing file is used when it is 1 GiB long, refused otherwise) (default: `cold_pages.bin` in the temp directory, which must not be a
 //! tmpfs: eviction needs a real disk), then for each method and for 1 and 16 threads: evicts the file from
 //! the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`, no root needed), maps it afresh and reads random
 //! 64 KiB-aligned ranges of 64 KiB (fresh offsets for each run). Methods:
@@ -17,7 +17,9 @@
 //! - `pread`: one `pread(2)` of 64 KiB into a buffer.
 //!
 //! It prints reads per second and the median and p99 latency of one read. The disk is shared and noisy:
-//! compare methods within one run.
+//! compare methods within one run. Then what a worker pays after a bring-in, on resident pages: one
+//! `mincore` of 4 KiB, 64 KiB and 1 MiB, and the copy of 64 KiB out of the mapping into a buffer (what the
+//! kernel does for `writev` of a frame into a socket), first right after the bring-in and then again.
 
 use std::error::Error;
 use std::fs::File;
@@ -70,6 +72,39 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     mincore_cost(&file)?;
+    copy_cost(&file, reads.max(200), seed)?;
+    Ok(())
+}
+
+/// What the copy of a 64 KiB frame out of the mapping costs (the kernel's copy for `writev`, done here by
+/// `copy_from_slice`): the mean over `reads` random ranges, each brought in as the body does
+/// (`willneed_populate`), copied once, then copied again.
+fn copy_cost(file: &File, reads: usize, mut rng: u64) -> Result<(), Box<dyn Error>> {
+    rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed)?;
+    // SAFETY: as in `run`: the program's own fixture, never written while mapped, the map outlives its use.
+    let map = unsafe { MmapOptions::new().map(file)? };
+    map.advise(Advice::Random)?;
+    let mut buf = vec![0u8; READ];
+    let (mut first, mut again) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..reads {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let at = (rng % (FILE_LEN / READ as u64)) as usize * READ;
+        read(&map, file, Method::WillneedPopulate, at, &mut buf)?;
+        for total in [&mut first, &mut again] {
+            let t0 = Instant::now();
+            buf.copy_from_slice(&map[at..at + READ]);
+            std::hint::black_box(&mut buf);
+            *total += t0.elapsed();
+        }
+    }
+    let us = |total: Duration| total.as_secs_f64() * 1e6 / reads as f64;
+    println!(
+        "copy of 64 KiB just brought in: {:.1} us the first time, {:.1} us again",
+        us(first),
+        us(again)
+    );
     Ok(())
 }
 
@@ -106,15 +141,27 @@ fn mincore_cost(file: &File) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The 1 GiB file at `path`, written and synced when it is missing or of another length.
+/// The 1 GiB file at `path`, written and synced when it is missing. An existing file of another length is
+/// refused, never overwritten: it may be anyone's.
 fn fixture(path: &PathBuf) -> Result<File, Box<dyn Error>> {
-    if std::fs::metadata(path).ok().map(|m| m.len()) != Some(FILE_LEN) {
-        let mut out = File::create(path)?;
-        let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-        for _ in 0..FILE_LEN / chunk.len() as u64 {
-            out.write_all(&chunk)?;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == FILE_LEN => {}
+        Ok(meta) => {
+            return Err(format!(
+                "{} is {} bytes, not 1 GiB: pass a path where the example may write its own file",
+                path.display(),
+                meta.len()
+            )
+            .into());
         }
-        out.sync_all()?;
+        Err(_) => {
+            let mut out = File::create_new(path)?;
+            let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+            for _ in 0..FILE_LEN / chunk.len() as u64 {
+                out.write_all(&chunk)?;
+            }
+            out.sync_all()?;
+        }
     }
     let file = File::open(path)?;
     let fs = rustix::fs::fstatfs(&file)?;
