@@ -12,7 +12,8 @@
 //! Every `.safetensors` file also answers `/{path}.safetensors/header` (its header JSON) and
 //! `/{path}.safetensors/tensors/{name}` (one tensor's bytes, with `X-Tensor-Dtype` and `X-Tensor-Shape`)
 //! unless `--no-tensors`; `--ipfs STORE` mounts a flat block store at `/ipfs/{cid}` as a verified trustless
-//! gateway (`?format=raw`), in front of the directory. The demo directory has a checkpoint, and a demo block
+//! gateway (`?format=raw`): every path under `/ipfs/` is the store's (a block it lacks is 404), every other one
+//! the directory's. The demo directory has a checkpoint, and a demo block
 //! store is mounted at `/ipfs/` when neither `--root` nor `--ipfs` is given.
 //! Ctrl-C stops accepting and lets open connections finish (up to ten seconds). The banner prints `curl` lines
 //! for files that exist under the root.
@@ -23,17 +24,24 @@
 //! that), and the connection limits of `support/server.rs` (`--header-timeout`, `--max-connections`), so idle
 //! and slow clients cannot hold the server.
 
+use std::convert::Infallible;
 use std::error::Error;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use http::{Request, Response};
 use hyper_util::service::TowerToHyperService;
-use mmap_serve::{CidResolver, DirResolver, MmapCache, MmapServe, Revalidate, SafetensorsResolver};
+use mmap_serve::{
+    CidResolver, DirResolver, MmapBody, MmapCache, MmapServe, Revalidate, SafetensorsResolver,
+};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
-use tower::Layer;
+use tower::Service;
 
 #[path = "support/server.rs"]
 mod server;
@@ -206,25 +214,57 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
                 .wait_for_copies(options.wait_for_copies),
         )
     };
-    // The block store in front: `/ipfs/{cid}` of a block it has, the directory for everything else.
-    let gateway = ipfs.map(|store| {
-        let blocks = CidResolver::new(store).bare_paths(false);
-        MmapServe::with_cache(blocks, cache)
-            .require_host(true)
-            .into_layer()
+    // The block store at `/ipfs/`, the directory for everything else.
+    let blocks = ipfs.map(|store| {
+        MmapServe::with_cache(CidResolver::new(store).bare_paths(false), cache).require_host(true)
     });
-    match (files, gateway) {
+    match (files, blocks) {
         (Files::Tensors(files), None) => {
             server::accept(listener, TowerToHyperService::new(files), &args).await
         }
         (Files::Plain(files), None) => {
             server::accept(listener, TowerToHyperService::new(files), &args).await
         }
-        (Files::Tensors(files), Some(g)) => {
-            server::accept(listener, TowerToHyperService::new(g.layer(files)), &args).await
+        (Files::Tensors(files), Some(blocks)) => {
+            let gateway = Gateway { blocks, files };
+            server::accept(listener, TowerToHyperService::new(gateway), &args).await
         }
-        (Files::Plain(files), Some(g)) => {
-            server::accept(listener, TowerToHyperService::new(g.layer(files)), &args).await
+        (Files::Plain(files), Some(blocks)) => {
+            let gateway = Gateway { blocks, files };
+            server::accept(listener, TowerToHyperService::new(gateway), &args).await
+        }
+    }
+}
+
+/// `/ipfs/...` to the block store, every other path to the directory's service. A routing rather than a
+/// fall-through layer: a CID the store does not have is the gateway's 404, never a file of the directory
+/// that happens to sit at `ipfs/{cid}` (which a layer would serve, unverified, as it passes on every
+/// request whose file is missing).
+#[derive(Clone)]
+struct Gateway<F> {
+    blocks: MmapServe<CidResolver>,
+    files: F,
+}
+
+impl<F, B> Service<Request<B>> for Gateway<F>
+where
+    F: Service<Request<B>, Response = Response<MmapBody>, Error = Infallible>,
+    F::Future: Send + 'static,
+{
+    type Response = Response<MmapBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<MmapBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        ready!(Service::<Request<B>>::poll_ready(&mut self.blocks, cx))?;
+        self.files.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.uri().path().starts_with("/ipfs/") {
+            Box::pin(self.blocks.call(request))
+        } else {
+            Box::pin(self.files.call(request))
         }
     }
 }

@@ -160,6 +160,22 @@ async fn tensors_and_a_verified_block_store_beside_the_directory_and_a_banner_of
     )
     .await;
     assert_eq!((probe.status, probe.body.len()), (StatusCode::OK, 0));
+    // A block the store lacks is the gateway's 404, even where the directory has a file of that path.
+    let absent = cid_of(b"not in the store");
+    std::fs::create_dir_all(root.join("ipfs")).expect("dir");
+    std::fs::write(root.join("ipfs").join(&absent), b"not a block").expect("decoy");
+    let missing = fetch(
+        false,
+        Method::GET,
+        &format!("{url}/ipfs/{absent}?format=raw"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (missing.status, &missing.body[..] == b"not a block"),
+        (StatusCode::NOT_FOUND, false),
+        "the directory's ipfs/{absent} is not served as a block"
+    );
     let plain = fetch(false, Method::GET, &format!("{url}/notes.txt"), &[]).await;
     assert_eq!(
         plain.body,
