@@ -236,6 +236,16 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
     }
 }
 
+/// Whether a request's path is the block store's: its first segment is `ipfs`, spelled plainly or with
+/// percent-encoded letters (`/%69pfs/...`, which RFC 3986 §6.2.2.2 makes the same URL, and which the directory
+/// would decode to its `ipfs/` folder).
+fn under_ipfs(path: &str) -> bool {
+    let first = path.strip_prefix('/').and_then(|rest| rest.split_once('/'));
+    first.is_some_and(|(segment, _)| {
+        percent_encoding::percent_decode_str(segment).eq(b"ipfs".iter().copied())
+    })
+}
+
 /// `/ipfs/...` to the block store, every other path to the directory's service. A routing rather than a
 /// fall-through layer: a CID the store does not have is the gateway's 404, never a file of the directory
 /// that happens to sit at `ipfs/{cid}` (which a layer would serve, unverified, as it passes on every
@@ -261,7 +271,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.uri().path().starts_with("/ipfs/") {
+        if under_ipfs(request.uri().path()) {
             Box::pin(self.blocks.call(request))
         } else {
             Box::pin(self.files.call(request))

@@ -176,6 +176,12 @@ async fn tensors_and_a_verified_block_store_beside_the_directory_and_a_banner_of
         (StatusCode::NOT_FOUND, false),
         "the directory's ipfs/{absent} is not served as a block"
     );
+    // Nor under a spelling of the same URL (RFC 3986 §6.2.2.2), which the directory would decode to it.
+    let encoded = fetch(false, Method::GET, &format!("{url}/%69pfs/{absent}"), &[]).await;
+    assert_eq!(
+        (encoded.status, &encoded.body[..] == b"not a block"),
+        (StatusCode::NOT_FOUND, false)
+    );
     let plain = fetch(false, Method::GET, &format!("{url}/notes.txt"), &[]).await;
     assert_eq!(
         plain.body,
