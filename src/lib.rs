@@ -64,10 +64,12 @@
 //!   only shortens the read. Mappings made before protection was lost are replaced at their next
 //!   revalidation. Immutable files (a resolver's [`ResolvedFile::immutable`], or a cache that never
 //!   revalidates) are still mapped: they are never truncated.
-//! - **A changed file ends the response early.** A body checks the poison flag before every frame, and a body
-//!   longer than one frame holds its last 4 KiB back until it has re-checked (one `stat` of the path) that the
-//!   file is still the one it mapped: same inode, length and modification time. (Bodies of one frame rely on
-//!   the poison flag and the cache's revalidation; a file read with `pread` is re-checked whatever its length.)
+//! - **A changed file ends the response early.** A body checks the poison flag before every frame, and before
+//!   its last frame, whatever its length, re-checks that the file is still the one it mapped: same inode,
+//!   length, modification and change times (one `fstat` of the mapped inode through the descriptor a mapped
+//!   file keeps, within a quarter of the process's descriptor limit; past that, one `stat` of the path). A
+//!   write in place sets those times when it begins, while its inotify event comes only once it ends. A body
+//!   longer than 4 KiB holds its last 4 KiB back for that check. Bodies of immutable files skip it.
 //!   On a mismatch the body ends with an error, the server aborts the connection, and the client sees fewer
 //!   bytes than `Content-Length`: a failed download rather than a corrupt complete one. Poisoned and changed
 //!   mappings leave the cache; the next request maps the file afresh.

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use super::config::MmapConfig;
+use super::descriptors::{self, Kept};
 use super::identity::FileIdentity;
 use super::map::{Mapping, map};
 use super::pread::PreadFile;
@@ -71,6 +72,9 @@ pub struct MmapFile {
     identity: FileIdentity,
     /// Mapped from a local filesystem: a revalidation `stat` of the path never waits for a disk or a network.
     checks_inline: bool,
+    /// The mapped file's descriptor, kept (within the process's share: `descriptors.rs`) for the `fstat` of a
+    /// body's last check; None for heap and immutable files, and past the share.
+    descriptor: Option<Kept>,
     /// What must live exactly as long as this file: the cache's watch on its inode (see [`MmapFile::attach`]).
     attached: OnceLock<Attachment>,
 }
@@ -159,6 +163,7 @@ impl MmapFile {
         }
         let mut mapping = None;
         let mut checks_inline = false;
+        let mut descriptor = None;
         let content = if len == 0 {
             Content::Memory(Bytes::new())
         } else if identity.len() < small_file_threshold && !being_written {
@@ -168,6 +173,10 @@ impl MmapFile {
                 Some((bytes, mapped)) => {
                     mapping = Some(mapped);
                     checks_inline = on_local_filesystem(&file);
+                    if !immutable {
+                        // For the bodies' last check (`still_matches`), within the process's share.
+                        descriptor = descriptors::keep(file);
+                    }
                     Content::Memory(bytes)
                 }
                 None => Content::Pread(Arc::new(PreadFile::new(file, identity.len()))),
@@ -181,6 +190,7 @@ impl MmapFile {
             opened_while_written: being_written,
             identity,
             checks_inline,
+            descriptor,
             attached: OnceLock::new(),
         })
     }
@@ -324,15 +334,23 @@ impl MmapFile {
             || self.mapping.as_ref().is_some_and(|m| m.is_poisoned())
     }
 
-    /// Whether the bytes served are still the file's: for a mapping, one `stat` of the path; for a file read
-    /// on demand, one `fstat` of its descriptor; always true for files read into memory, whose bytes are a
-    /// private copy. Poisons the file when they are not.
+    /// Whether the bytes served are still the file's: for a mapping, one `fstat` of the mapped inode through
+    /// its kept descriptor (which also sees an in-place change to an inode no longer at the path), or one `stat`
+    /// of the path past the process's share of descriptors; for a file read on demand, one `fstat` of its
+    /// descriptor; always true for files read into memory, whose bytes are a private copy. Marks the file
+    /// changed when they are not.
     pub(crate) fn still_matches(&self) -> bool {
         let same = !self.is_poisoned()
-            && match (&self.content, &self.mapping) {
-                (Content::Pread(file), _) => file.still_matches(&self.identity),
-                (Content::Memory(_), Some(_)) => still_describes_path(&self.path, &self.identity),
-                (Content::Memory(_), None) => true,
+            && match (&self.content, &self.mapping, &self.descriptor) {
+                (Content::Pread(file), _, _) => file.still_matches(&self.identity),
+                (Content::Memory(_), Some(_), Some(kept)) => kept
+                    .file()
+                    .metadata()
+                    .is_ok_and(|m| self.identity.still_describes(&m)),
+                (Content::Memory(_), Some(_), None) => {
+                    still_describes_path(&self.path, &self.identity)
+                }
+                (Content::Memory(_), None, _) => true,
             };
         if !same {
             self.mark_changed();
@@ -498,8 +516,8 @@ impl Content {
     }
 }
 
-/// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path` (no descriptor is
-/// kept per mapping: a cache of thousands of files must not hold thousands of them). When `path` now names
+/// Whether the mapped inode still has `identity`'s content, judged by one `stat` of `path`: the check of a
+/// mapped file that keeps no descriptor (past the process's share, `descriptors.rs`). When `path` now names
 /// another file, or none, the mapped inode was replaced or unlinked — the supported deploy — and this check
 /// cannot see it any more: a later write to that inode is caught by the cache's watch, which lasts as long as
 /// the mapped file (see `cache/watch`), and not at all without one. When `path` names the same inode with
@@ -616,6 +634,49 @@ mod tests {
         assert_eq!(parts[2], &all[10_240..11_264]);
         assert!(f.multi_range(&[0..10, 5..300_000]).is_err());
         assert!(f.multi_range(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_last_check_sees_an_in_place_change_to_an_inode_renamed_over() {
+        use std::os::unix::fs::FileExt;
+        let (dir, path) = file_with(100_000);
+        let file = MmapFile::new(&path).unwrap();
+        assert!(
+            file.is_shared() && file.descriptor.is_some(),
+            "mapped, descriptor kept"
+        );
+        assert!(file.still_matches());
+        // A writer that opened the old inode, a new version renamed over the path, then a write to the old inode:
+        // the path now names an intact file, but the bytes mapped changed.
+        let writer = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let new = dir.path().join("new.bin");
+        fs::write(&new, pattern(100_000)).unwrap();
+        fs::rename(&new, &path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20)); // past the filesystem's timestamp tick
+        writer.write_all_at(&[0xEE; 16], 0).unwrap();
+        assert!(!file.still_matches(), "the mapped inode changed");
+    }
+
+    #[test]
+    fn only_mapped_files_that_may_change_keep_a_descriptor() {
+        let (dir, path) = file_with(100_000);
+        let immutable = MmapFile::open(
+            &path,
+            MmapConfig::default(),
+            DEFAULT_SMALL_FILE_THRESHOLD,
+            true,
+        )
+        .unwrap();
+        assert!(
+            immutable.is_shared() && immutable.descriptor.is_none(),
+            "never re-checked"
+        );
+        fs::write(dir.path().join("small.bin"), pattern(100)).unwrap();
+        let small = MmapFile::new(dir.path().join("small.bin")).unwrap();
+        assert!(
+            !small.is_shared() && small.descriptor.is_none(),
+            "a private copy"
+        );
     }
 
     #[test]

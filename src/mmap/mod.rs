@@ -23,6 +23,7 @@
 //! - what remains is a file truncated or rewritten in place while a response is still reading the old
 //!   mapping. Deploy by writing a new file and renaming it over the old one, never by rewriting in place.
 pub(crate) mod config;
+pub(crate) mod descriptors;
 pub(crate) mod file;
 #[cfg(target_os = "linux")]
 #[allow(

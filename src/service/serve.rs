@@ -137,7 +137,7 @@ impl<R: Resolve> MmapServe<R> {
 
     /// The largest body frame handed to the server, in bytes (0: no limit). Default: 1 MiB.
     ///
-    /// A mapped body longer than one frame sends its last 4 KiB in a frame of their own, after re-checking the
+    /// A mapped body longer than 4 KiB sends its last 4 KiB in a frame of their own, after re-checking the
     /// file (see [`MmapBody`]).
     #[must_use = "a setter returns the changed service"]
     pub fn chunk_size(mut self, chunk_size: usize) -> Self {

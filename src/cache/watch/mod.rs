@@ -14,7 +14,8 @@
 //!   membership, so while a response still sends a file whose path was renamed over (or whose entry was
 //!   evicted), a write or truncation of that inode through a descriptor opened earlier still poisons the
 //!   mapping, and the response fails at its next frame. An in-place change to an inode no longer at the
-//!   path counts as a change; a stat of the path, which names another file by then, could not see it;
+//!   path counts as a change; a stat of the path, which names another file by then, could not see it (a
+//!   body's last check sees it too when the file kept its descriptor: one `fstat` of the mapped inode);
 //! - its directory, for `IN_CREATE`, `IN_DELETE`, `IN_MOVED_FROM` and `IN_MOVED_TO` of its name: a watch on
 //!   the old inode does not see a new file renamed over the path, the supported deploy. The old inode is then
 //!   not poisoned: responses begun on it finish from it;
@@ -41,8 +42,9 @@
 //! container's volume) is reported, since the events belong to the inode; a change of what is *mounted* on
 //! the path is not. When the kernel's event queue overflows (`max_queued_events`) every watched file is
 //! treated as changed, and every mapped file no entry holds any more (whose lost events may have been writes)
-//! is poisoned. Without a watch (timed revalidation, a refused watch) an inode no longer at the path is not
-//! checked at all: no descriptor is kept per mapping to check it with.
+//! is poisoned. Without a watch (timed revalidation, a refused watch) an inode no longer at the path is
+//! checked only by the `fstat` of a body's last check, through the descriptor a mapped file keeps within the
+//! process's share (`mmap/descriptors.rs`), and not at all for files past that share.
 //!
 //! # The thread and the delay
 //!
