@@ -53,7 +53,7 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes of the cached files that are memory-mapped (small files read into memory are not counted).
     pub mapped_bytes: u64,
-    /// Frames of mappings that response bodies found in memory (one `mincore`) and sent at once.
+    /// Frames of mappings that response bodies found in memory (one `cachestat` or `mincore`) and sent at once.
     pub frames_resident: u64,
     /// Frames of mappings that were not in memory and were brought in on the blocking pool before being
     /// sent (or cannot be checked: see [`MmapBody`](crate::MmapBody)).
