@@ -142,7 +142,7 @@ mod service;
 mod testing;
 
 pub use body::{DEFAULT_CHUNK_SIZE, MmapBody, ResidentRange};
-pub use cache::{CacheStats, MmapCache, MmapCacheBuilder, Revalidate};
+pub use cache::{CacheStats, DEFAULT_HEAP_BYTES, MmapCache, MmapCacheBuilder, Revalidate};
 pub use error::MmapError;
 pub use http::encoding::ContentCoding;
 pub use mmap::config::MmapConfig;

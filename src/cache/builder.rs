@@ -12,8 +12,12 @@ pub(super) struct Settings {
     pub(super) max_bytes: Option<u64>,
     pub(super) config: MmapConfig,
     pub(super) small_file_threshold: u64,
+    pub(super) heap_bytes: u64,
     pub(super) revalidation: Revalidate,
 }
+
+/// The default of [`MmapCacheBuilder::heap_bytes`]: 8 MiB.
+pub const DEFAULT_HEAP_BYTES: u64 = 8 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -22,6 +26,7 @@ impl Default for Settings {
             max_bytes: None,
             config: MmapConfig::default(),
             small_file_threshold: DEFAULT_SMALL_FILE_THRESHOLD,
+            heap_bytes: DEFAULT_HEAP_BYTES,
             revalidation: Revalidate::default(),
         }
     }
@@ -69,9 +74,33 @@ impl MmapCacheBuilder {
         self
     }
 
-    /// Files shorter than this are read into memory instead of mapped. Default: 64 KiB.
+    /// Files shorter than this are read into memory instead of mapped, while the heap budget
+    /// ([`heap_bytes`](Self::heap_bytes)) has room. Default: 64 KiB.
     pub fn small_file_threshold(mut self, bytes: u64) -> Self {
         self.settings.small_file_threshold = bytes;
+        self
+    }
+
+    /// The most bytes of small files held on the heap at once by this cache's files, cached or still being
+    /// sent; past it, small files are mapped like larger ones (their bytes stay in the page cache, not in the
+    /// process's anonymous memory). Default: [`DEFAULT_HEAP_BYTES`], 8 MiB.
+    ///
+    /// A file on the heap is the fastest to serve (no system call per response: its private copy cannot
+    /// change under a response), and it is where a cache's memory goes: without a bound, 16,384 cached files
+    /// of 57 KB held 943 MiB.
+    ///
+    /// ```
+    /// use mmap_serve::MmapCache;
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("a.txt"), b"hello")?;
+    /// let cache = MmapCache::builder().heap_bytes(0).build();
+    /// let file = cache.get_or_create(dir.path().join("a.txt"))?;
+    /// assert!(file.is_mapped(), "no room on the heap: mapped");
+    /// assert_eq!(cache.stats().heap_bytes, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn heap_bytes(mut self, bytes: u64) -> Self {
+        self.settings.heap_bytes = bytes;
         self
     }
 

@@ -23,7 +23,7 @@ mod store;
 mod tests;
 mod watch;
 
-pub use builder::MmapCacheBuilder;
+pub use builder::{DEFAULT_HEAP_BYTES, MmapCacheBuilder};
 pub(crate) use entry::Entry;
 pub use revalidate::Revalidate;
 pub(crate) use store::FrameCounters;
@@ -35,6 +35,7 @@ use revalidate::{clock, is_due, seen_changed, unchanged};
 use store::{Counters, Evictions, Weigh, key_of};
 use watch::Watcher;
 
+use crate::mmap::heap::HeapBudget;
 use crate::{MmapConfig, MmapError, MmapFile};
 
 /// A snapshot of a cache's counters.
@@ -53,6 +54,9 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes of the cached files that are memory-mapped (small files read into memory are not counted).
     pub mapped_bytes: u64,
+    /// Bytes of small files read into memory that this cache's files hold now, cached or still sent by a
+    /// response (at most [`MmapCacheBuilder::heap_bytes`](crate::MmapCacheBuilder::heap_bytes)).
+    pub heap_bytes: u64,
     /// Frames of mappings that response bodies found in memory (one `cachestat` or `mincore`) and sent at once.
     pub frames_resident: u64,
     /// Frames of mappings that were not in memory and were brought in on the blocking pool before being
@@ -121,6 +125,8 @@ pub struct MmapCache {
     watcher: OnceLock<Option<Watcher>>,
     /// Paths found missing (precompressed sidecars), remembered for the revalidation interval.
     missing: Missing,
+    /// The bytes of small files its files may hold on the heap.
+    heap: Arc<HeapBudget>,
 }
 
 impl MmapCache {
@@ -465,6 +471,7 @@ impl MmapCache {
             evictions: c.evictions.load(Ordering::Relaxed),
             entries: 0,
             mapped_bytes: 0,
+            heap_bytes: self.heap.used(),
             frames_resident: c.frames.resident.load(Ordering::Relaxed),
             frames_brought_in: c.frames.brought_in.load(Ordering::Relaxed),
             bring_in_wait_nanos: c.frames.wait_nanos.load(Ordering::Relaxed),
@@ -486,6 +493,7 @@ impl MmapCache {
             path,
             self.settings.config,
             self.settings.small_file_threshold,
+            Some(&self.heap),
             revalidation == Revalidate::Never,
         )
     }
@@ -503,6 +511,7 @@ impl MmapCache {
             file,
             self.settings.config,
             self.settings.small_file_threshold,
+            Some(&self.heap),
             revalidation == Revalidate::Never,
         )
     }
@@ -580,6 +589,7 @@ impl MmapCacheBuilder {
             counters,
             watcher: OnceLock::new(),
             missing: Missing::new(files),
+            heap: HeapBudget::new(s.heap_bytes),
         }
     }
 }

@@ -271,3 +271,34 @@ fn settings_reach_new_mappings() {
     assert_eq!(cache.config(), MmapConfig::random());
     assert_eq!(cache.revalidation(), Revalidate::default());
 }
+
+#[test]
+fn small_files_stay_on_the_heap_within_its_budget_and_are_mapped_past_it() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = MmapCache::builder().heap_bytes(10_000).build();
+    let paths: Vec<PathBuf> = (0..3)
+        .map(|i| write(d.path(), &format!("s{i}"), 4096, i))
+        .collect();
+    let first = cache.get_or_create(&paths[0]).unwrap();
+    let second = cache.get_or_create(&paths[1]).unwrap();
+    let third = cache.get_or_create(&paths[2]).unwrap();
+    assert!(
+        !first.is_mapped() && !second.is_mapped(),
+        "8 KiB of 10,000 bytes on the heap"
+    );
+    assert!(third.is_mapped(), "no room left: mapped");
+    assert_eq!(cache.stats().heap_bytes, 8192);
+    assert_eq!(&third.bytes()[..], &fs::read(&paths[2]).unwrap()[..]);
+
+    // A share is given back when the last holder of the file lets go, whether the cache or a response.
+    assert!(cache.remove(&paths[0]));
+    assert_eq!(cache.stats().heap_bytes, 8192, "still held here");
+    drop(first);
+    assert_eq!(cache.stats().heap_bytes, 4096);
+    let again = write(d.path(), "s3", 4096, 9);
+    assert!(
+        !cache.get_or_create(&again).unwrap().is_mapped(),
+        "room again"
+    );
+    assert_eq!(cache.stats().heap_bytes, 8192);
+}

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use super::config::MmapConfig;
 use super::descriptors::{self, Kept};
+use super::heap::{HeapBudget, HeapShare};
 use super::identity::FileIdentity;
 use super::map::{Mapping, map};
 use super::pread::PreadFile;
@@ -32,8 +33,9 @@ pub const DEFAULT_SMALL_FILE_THRESHOLD: u64 = 64 * 1024;
 /// [`bytes`](Self::bytes), [`range`](Self::range) and [`multi_range`](Self::multi_range) are O(1) reference-counted
 /// slices, never copies, and the mapping stays alive until the last slice is dropped, even after the
 /// `MmapFile` and any cache holding it are gone. Empty files are never mapped; files below the small-file
-/// threshold ([`DEFAULT_SMALL_FILE_THRESHOLD`] unless the cache sets another) are read once into memory. The API
-/// is the same in all three cases.
+/// threshold ([`DEFAULT_SMALL_FILE_THRESHOLD`] unless the cache sets another) are read once into memory, within
+/// the cache's heap budget ([`MmapCacheBuilder::heap_bytes`](crate::MmapCacheBuilder::heap_bytes)), and mapped
+/// past it. The API is the same in all three cases.
 ///
 /// A file that may change is mapped only while the process's SIGBUS guard can protect the mapping (see
 /// [`sigbus_protection_active`](crate::sigbus_protection_active)); when it cannot, the file is kept open and
@@ -75,6 +77,9 @@ pub struct MmapFile {
     /// The mapped file's descriptor, kept (within the process's share: `descriptors.rs`) for the `cachestat` of
     /// residency checks and the `fstat` of a body's last check; None for heap files, and past the share.
     descriptor: Option<Kept>,
+    /// The share of the cache's heap budget a small file read into memory takes, given back when it is dropped.
+    #[allow(dead_code, reason = "held for its drop")]
+    heap_share: Option<HeapShare>,
     /// What must live exactly as long as this file: the cache's watch on its inode (see [`MmapFile::attach`]).
     attached: OnceLock<Attachment>,
 }
@@ -109,10 +114,17 @@ impl MmapFile {
     ///
     /// As [`MmapFile::new`].
     pub fn with_config(path: impl AsRef<Path>, config: MmapConfig) -> Result<Self, MmapError> {
-        Self::open(path.as_ref(), config, DEFAULT_SMALL_FILE_THRESHOLD, false)
+        Self::open(
+            path.as_ref(),
+            config,
+            DEFAULT_SMALL_FILE_THRESHOLD,
+            None,
+            false,
+        )
     }
 
-    /// Opens `path`; files shorter than `small_file_threshold` bytes are read instead of mapped. An
+    /// Opens `path`; files shorter than `small_file_threshold` bytes are read instead of mapped, while `heap`
+    /// (the cache's budget for such copies; none: no bound) has room for them. An
     /// `immutable` file (content-addressed: never rewritten or truncated) is mapped even when the mapping
     /// cannot be protected against truncation; any other is then read on demand.
     ///
@@ -121,6 +133,7 @@ impl MmapFile {
         path: &Path,
         config: MmapConfig,
         small_file_threshold: u64,
+        heap: Option<&Arc<HeapBudget>>,
         immutable: bool,
     ) -> Result<Self, MmapError> {
         let err = |e| MmapError::from_io(path, e);
@@ -132,7 +145,7 @@ impl MmapFile {
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)
             .map_err(err)?;
-        Self::from_file(path, file, config, small_file_threshold, immutable)
+        Self::from_file(path, file, config, small_file_threshold, heap, immutable)
     }
 
     /// Maps (or reads) `file`, already open for reading, as the file at `path`.
@@ -143,6 +156,7 @@ impl MmapFile {
         file: File,
         config: MmapConfig,
         small_file_threshold: u64,
+        heap: Option<&Arc<HeapBudget>>,
         immutable: bool,
     ) -> Result<Self, MmapError> {
         let err = |e| MmapError::from_io(path, e);
@@ -164,9 +178,19 @@ impl MmapFile {
         let mut mapping = None;
         let mut checks_inline = false;
         let mut descriptor = None;
+        let mut heap_share = None;
+        let small = identity.len() < small_file_threshold && !being_written;
+        let on_heap = small
+            && match heap {
+                None => true,
+                Some(budget) => {
+                    heap_share = budget.reserve(identity.len());
+                    heap_share.is_some()
+                }
+            };
         let content = if len == 0 {
             Content::Memory(Bytes::new())
-        } else if identity.len() < small_file_threshold && !being_written {
+        } else if on_heap {
             Content::Memory(read_exactly(path, file, len)?)
         } else {
             match map(path, &file, len, config, immutable)? {
@@ -190,6 +214,7 @@ impl MmapFile {
             identity,
             checks_inline,
             descriptor,
+            heap_share,
             attached: OnceLock::new(),
         })
     }
@@ -556,7 +581,7 @@ mod tests {
         let f = MmapFile::new(&small).unwrap();
         assert!(!f.is_mapped());
         assert_eq!(f.bytes(), pattern(100));
-        let f = MmapFile::open(&small, MmapConfig::default(), 0, false).unwrap();
+        let f = MmapFile::open(&small, MmapConfig::default(), 0, None, false).unwrap();
         assert!(
             f.is_mapped(),
             "threshold 0 maps everything that is not empty"
@@ -574,7 +599,7 @@ mod tests {
     #[test]
     fn empty_files_are_not_mapped() {
         let (_d, path) = file_with(0);
-        let f = MmapFile::open(&path, MmapConfig::default(), 0, false).unwrap();
+        let f = MmapFile::open(&path, MmapConfig::default(), 0, None, false).unwrap();
         assert!(f.is_empty() && !f.is_mapped());
         assert_eq!(f.size(), 0);
         assert!(f.bytes().is_empty());
@@ -664,6 +689,7 @@ mod tests {
             &path,
             MmapConfig::default(),
             DEFAULT_SMALL_FILE_THRESHOLD,
+            None,
             true,
         )
         .unwrap();

@@ -31,6 +31,7 @@ pub(crate) mod file;
     reason = "installing a signal handler and remapping pages inside it cannot be done in safe Rust"
 )]
 pub(crate) mod guard;
+pub(crate) mod heap;
 pub(crate) mod identity;
 #[allow(
     unsafe_code,
