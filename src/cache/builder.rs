@@ -16,8 +16,8 @@ pub(super) struct Settings {
     pub(super) revalidation: Revalidate,
 }
 
-/// The default of [`MmapCacheBuilder::heap_bytes`]: 8 MiB.
-pub const DEFAULT_HEAP_BYTES: u64 = 8 << 20;
+/// The default of [`MmapCacheBuilder::heap_bytes`]: 4 MiB.
+pub const DEFAULT_HEAP_BYTES: u64 = 4 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -83,7 +83,7 @@ impl MmapCacheBuilder {
 
     /// The most bytes of small files held on the heap at once by this cache's files, cached or still being
     /// sent; past it, small files are mapped like larger ones (their bytes stay in the page cache, not in the
-    /// process's anonymous memory). Default: [`DEFAULT_HEAP_BYTES`], 8 MiB.
+    /// process's anonymous memory). Default: [`DEFAULT_HEAP_BYTES`], 4 MiB.
     ///
     /// A file on the heap is the fastest to serve (no system call per response: its private copy cannot
     /// change under a response), and it is where a cache's memory goes: without a bound, 16,384 cached files

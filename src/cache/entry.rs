@@ -255,16 +255,28 @@ impl Validators {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let last_modified_time = UNIX_EPOCH + Duration::from_secs(secs);
-        // Hex digits, letters, quotes, commas, colons and spaces: valid field values.
-        let value = |text: String| {
-            HeaderValue::from_maybe_shared(Bytes::from(text)).expect("an ASCII validator")
+        // The three values in one buffer, each a slice of it: one allocation (and one more, shared, at the
+        // first slice) where apart they took three, and three more when a response first cloned them (massif
+        // on `serve`: about 230 bytes of each cached file's heap).
+        let etag = identity.etag();
+        let date = httpdate::fmt_http_date(last_modified_time);
+        let length = identity.len().to_string();
+        let mut text = String::with_capacity(etag.len() + date.len() + length.len());
+        for part in [&etag, &date, &length] {
+            text.push_str(part);
+        }
+        let all = Bytes::from(text);
+        let (date_at, length_at) = (etag.len(), etag.len() + date.len());
+        // Hex digits, letters, quotes, commas, colons, spaces and digits: valid field values.
+        let value = |range: std::ops::Range<usize>| {
+            HeaderValue::from_maybe_shared(all.slice(range)).expect("an ASCII validator")
         };
         let claims_future = identity.modified() > now;
         Self {
-            etag: value(identity.etag()),
-            last_modified: value(httpdate::fmt_http_date(last_modified_time)),
+            etag: value(0..date_at),
+            last_modified: value(date_at..length_at),
             last_modified_time,
-            length: HeaderValue::from(identity.len()),
+            length: value(length_at..all.len()),
             strong_date_from: (!claims_future)
                 .then(|| last_modified_time + Duration::from_millis(1_100)),
         }
