@@ -18,7 +18,7 @@
 //!
 //! It prints reads per second and the median and p99 latency of one read. The disk is shared and noisy:
 //! compare methods within one run. Then what a worker pays after a bring-in, on resident pages: one
-//! `mincore` of 4 KiB, 64 KiB and 1 MiB (and the `cachestat` of the same bytes), and the copy of 64 KiB out of the mapping into a buffer (what the
+//! `mincore` of 4 KiB, 64 KiB and 1 MiB, and the copy of 64 KiB out of the mapping into a buffer (what the
 //! kernel does for `writev` of a frame into a socket), first right after the bring-in and then again.
 
 use std::error::Error;
@@ -137,48 +137,8 @@ fn mincore_cost(file: &File) -> Result<(), Box<dyn Error>> {
             len >> 10,
             each * 1e6
         );
-        cachestat_cost(file, len);
     }
     Ok(())
-}
-
-/// The same check asked of the file instead of the mapping: the mean time of one `cachestat(2)` (Linux 6.5;
-/// what `MmapBody` calls through the descriptor a mapped file keeps) over the first `len` bytes.
-fn cachestat_cost(file: &File, len: usize) {
-    use std::os::fd::AsRawFd;
-    #[cfg(target_arch = "x86_64")]
-    const SYS_CACHESTAT: libc::c_long = 451;
-    #[cfg(not(target_arch = "x86_64"))]
-    const SYS_CACHESTAT: libc::c_long = -1; // measured on x86_64 only
-    let range: [u64; 2] = [0, len as u64];
-    let mut stat = [0u64; 5];
-    let calls = 20_000;
-    let start = Instant::now();
-    for _ in 0..calls {
-        // SAFETY: `cachestat` reads the two `u64`s of `range` (`struct cachestat_range`) and writes the five of
-        // `stat` (`struct cachestat`), both alive for the call; it reads no other memory of the process.
-        let status = unsafe {
-            libc::syscall(
-                SYS_CACHESTAT,
-                file.as_raw_fd(),
-                range.as_ptr(),
-                stat.as_mut_ptr(),
-                0u32,
-            )
-        };
-        if status != 0 {
-            println!("cachestat: {}", std::io::Error::last_os_error());
-            return;
-        }
-        std::hint::black_box(&stat);
-    }
-    let each = start.elapsed().as_secs_f64() / calls as f64;
-    println!(
-        "cachestat of {} KiB resident: {:.2} us per call ({} pages cached)",
-        len >> 10,
-        each * 1e6,
-        stat[0]
-    );
 }
 
 /// The 1 GiB file at `path`, written and synced when it is missing. An existing file of another length is

@@ -30,8 +30,8 @@
 //! on whatever thread touches it. The crate keeps that thread off Tokio's workers:
 //!
 //! - [`MmapServe`] opens, maps and revalidates on the blocking pool (see its docs);
-//! - every [`MmapBody`] over a mapping checks each frame's pages with `cachestat(2)` (frames up to 64 KiB, on
-//!   Linux 6.5) or `mincore(2)` before yielding it (on the worker: one system call per frame, no allocation), sends a resident frame at once, and brings a cold one
+//! - every [`MmapBody`] over a mapping checks each frame's pages with `mincore(2)` before yielding it (on the
+//!   worker: one system call per frame, no allocation), sends a resident frame at once, and brings a cold one
 //!   in on the blocking pool first (`MADV_WILLNEED` + `MADV_POPULATE_READ`, at most 64 at once), reading the
 //!   next frame ahead while the server sends the current one; a truncation found there ends the body with an
 //!   error instead of a SIGBUS;
@@ -42,7 +42,7 @@
 //!   [`MmapBody::file_range`] the body of a range with the same property; [`MmapFile::range`] and
 //!   [`MmapFile::bytes`] stay synchronous slices, whose cold pages block whoever touches them.
 //!
-//! What a worker may still wait for: that system call itself, and a page evicted again between the check
+//! What a worker may still wait for: the `mincore` walk itself, and a page evicted again between the check
 //! and the server's `write` (see [`MmapBody`], "Cold pages"). [`CacheStats`] count the frames sent resident
 //! and brought in, and the time bodies waited.
 //!
@@ -89,8 +89,8 @@
 //!
 //! `unsafe` lives only under `src/mmap/`: the mapping and its registration with the guard (`mmap/map.rs`,
 //! each block with its own SAFETY comment), the signal handler (`mmap/guard/`), with its own invariants, and
-//! three system calls no safe wrapper offers: `mincore` and `cachestat` (`mmap/residency.rs`) and the write
-//! check's `fcntl` lease (`mmap/writers.rs`).
+//! two system calls no safe wrapper offers: `mincore` (`mmap/residency.rs`) and the write check's `fcntl`
+//! lease (`mmap/writers.rs`).
 //! Everything else, the confinement's `openat2` and `readlinkat` included, goes through safe wrappers.
 //!
 //! # How a request flows

@@ -128,10 +128,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 ///
 /// A body that slices a mapping never hands the server a frame whose pages are not in memory, so no async
 /// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
-/// whether exactly that frame's pages are in the page cache (one system call per frame, on the worker, no
-/// allocation: `cachestat(2)` of the file's kept descriptor for frames up to 64 KiB on Linux 6.5 and later,
-/// `mincore(2)` of the mapping otherwise; the last 4 KiB held back are checked, and brought in, with the frame
-/// before them, in the same call). When they are, the frame is yielded at once. When they are not, the frame is brought in on Tokio's
+/// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
+/// allocation; the last 4 KiB held back are checked, and brought in, with the frame before them, in the same
+/// call). When they are, the frame is yielded at once. When they are not, the frame is brought in on Tokio's
 /// blocking pool (`MADV_WILLNEED` on the whole frame, one read-ahead request the disk can queue with
 /// others, then `MADV_POPULATE_READ`), at most 64 bring-ins at once in the process, and yielded after; the
 /// worker serves other connections meanwhile. A file truncated under a bring-in makes it fail instead of
@@ -144,13 +143,12 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows its hints
 /// (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
 ///
-/// What a worker may still wait for: that call itself (measured on a 2-core virtual machine, resident pages:
-/// `cachestat` 0.5 us for 4 KiB and 0.8 us for 64 KiB, a walk of the page cache's tree; `mincore` 1.1 to 2.5
-/// us per frame of 4 KiB to 1 MiB, a page-table walk under the process's memory-map lock, longer while
-/// another thread maps or unmaps; mostly the cost of entering the kernel); and pages evicted again between
-/// the check and the server's `write` (memory pressure in that window), which fault on the worker as before.
-/// Both calls report the page cache truthfully only for files the process owns or may write (Linux hides it
-/// for other files: `mincore` calls every page resident, `cachestat` refuses);
+/// What a worker may still wait for: the `mincore` call itself (a page-table and page-cache walk under the
+/// process's memory-map lock: 1.5 to 2.5 microseconds per frame of 4 KiB to 1 MiB of resident pages measured
+/// on a 2-core virtual machine, mostly the cost of entering the kernel; longer while another thread maps or
+/// unmaps); and pages evicted again between the check and the server's `write` (memory pressure in
+/// that window), which fault on the worker as before. `mincore` reports the page cache truthfully only for
+/// files the process owns or may write (Linux hides it for other files and calls every page resident);
 /// frames of any other mapped file are therefore always brought in through the blocking pool, a thread hop
 /// per frame even when warm. The cache's [`CacheStats`](crate::CacheStats) count frames sent resident and
 /// frames brought in, and the time bodies waited for the latter.
@@ -466,7 +464,7 @@ impl MmapBody {
         }
     }
 
-    /// Makes `segment` ready to send: a frame of a mapping is checked (one system call) and, when cold, brought
+    /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, brought
     /// in on the current runtime's blocking pool; a range to read is read there. Without a runtime the work
     /// runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
     /// lookup.) The last piece held back right after a frame is checked, and brought in, with that frame: one

@@ -1,7 +1,7 @@
 //! Bringing cold frames of a mapping into memory off the async workers: where a bring-in runs, how many run at
 //! once, and [`MmapFile::range_resident`] for handlers; the system calls themselves are `mmap::residency`'s.
 //!
-//! A frame whose pages the residency check (`cachestat` or `mincore`) finds in memory is sent at once, on the worker (the hot path: one system
+//! A frame whose pages `mincore` finds in memory is sent at once, on the worker (the hot path: one system
 //! call, no allocation, no hop). Any other is brought in on Tokio's blocking pool (`spawn_blocking`) with
 //! `MADV_WILLNEED` and `MADV_POPULATE_READ`, and handed out only after; at most [`MAX_BRING_INS`] bring-ins
 //! run at once, process-wide, so a burst of cold requests queues its disk reads instead of taking every
@@ -94,7 +94,7 @@ impl MmapFile {
     /// [`range`](Self::range) and [`bytes`](Self::bytes) hand out slices of the mapping without looking at
     /// them, and the first touch of a page that is not in the page cache (hyper's `write` of the response, a
     /// handler reading a tensor) waits for the disk on whatever thread touches it. This future checks the
-    /// range's pages instead (one `cachestat(2)` or `mincore(2)`): when all are in memory it is ready at once, on its first
+    /// range's pages instead (one `mincore(2)`): when all are in memory it is ready at once, on its first
     /// poll; otherwise it brings them in on Tokio's blocking pool, one read-ahead request for the whole range
     /// (`MADV_WILLNEED`, then `MADV_POPULATE_READ`), at most 64 such bring-ins at a time in the process, and
     /// is ready after. A file read on demand ([`reads_on_demand`](Self::reads_on_demand)) is read on the

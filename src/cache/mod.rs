@@ -57,7 +57,7 @@ pub struct CacheStats {
     /// Bytes of small files read into memory that this cache's files hold now, cached or still sent by a
     /// response (at most [`MmapCacheBuilder::heap_bytes`](crate::MmapCacheBuilder::heap_bytes)).
     pub heap_bytes: u64,
-    /// Frames of mappings that response bodies found in memory (one `cachestat` or `mincore`) and sent at once.
+    /// Frames of mappings that response bodies found in memory (one `mincore`) and sent at once.
     pub frames_resident: u64,
     /// Frames of mappings that were not in memory and were brought in on the blocking pool before being
     /// sent (or cannot be checked: see [`MmapBody`](crate::MmapBody)).

@@ -4,8 +4,7 @@
 //! A body's last check asks whether the mapped file changed. With the file's descriptor that is one `fstat`
 //! of the mapped inode itself (about 0.5 us on the 2-core virtual machine of the benchmarks); without it, one
 //! `stat` of the path (1.1-1.5 us: the path walk), which cannot see an in-place change to an inode that is no
-//! longer at the path. The descriptor also lets a frame's residency be asked of the file (`cachestat`, 0.5
-//! us for 4 KiB) rather than of the mapping (`mincore`, 1.1-1.4 us). The descriptors cost the process's descriptor limit, which its connections need too,
+//! longer at the path. The descriptors cost the process's descriptor limit, which its connections need too,
 //! so at most a quarter of the soft `RLIMIT_NOFILE` (as it is when a file is opened) is kept: 256 of the usual
 //! default 1,024, 16,384 of 65,536. Files opened past that share check their path instead.
 

@@ -74,8 +74,8 @@ pub struct MmapFile {
     identity: FileIdentity,
     /// Mapped from a local filesystem: a revalidation `stat` of the path never waits for a disk or a network.
     checks_inline: bool,
-    /// The mapped file's descriptor, kept (within the process's share: `descriptors.rs`) for the `cachestat` of
-    /// residency checks and the `fstat` of a body's last check; None for heap files, and past the share.
+    /// The mapped file's descriptor, kept (within the process's share: `descriptors.rs`) for the `fstat` of a
+    /// body's last check; None for heap and immutable files, and past the share.
     descriptor: Option<Kept>,
     /// The share of the cache's heap budget a small file read into memory takes, given back when it is dropped.
     #[allow(dead_code, reason = "held for its drop")]
@@ -197,9 +197,10 @@ impl MmapFile {
                 Some((bytes, mapped)) => {
                     mapping = Some(mapped);
                     checks_inline = on_local_filesystem(&file);
-                    // For residency checks and the bodies' last check (`still_matches`), within the
-                    // process's share.
-                    descriptor = descriptors::keep(file);
+                    if !immutable {
+                        // For the bodies' last check (`still_matches`), within the process's share.
+                        descriptor = descriptors::keep(file);
+                    }
                     Content::Memory(bytes)
                 }
                 None => Content::Pread(Arc::new(PreadFile::new(file, identity.len()))),
@@ -410,14 +411,13 @@ impl MmapFile {
         self.mapping.as_ref().is_some_and(|m| !m.is_protected())
     }
 
-    /// Whether the pages of `frame` and of the `tail` bytes after it are in memory (one `cachestat` through
-    /// the kept descriptor, or one `mincore`; see `residency`): `Unmapped` for a file that is not mapped or a
-    /// frame that is not a slice of this file's mapping.
+    /// Whether the pages of `frame` and of the `tail` bytes after it are in memory (one `mincore`; see
+    /// `residency`): `Unmapped` for a file that is not mapped or a frame that is not a slice of this file's
+    /// mapping.
     pub(crate) fn residency(&self, frame: &[u8], tail: usize) -> Residency {
-        let file = self.descriptor.as_ref().map(Kept::file);
         self.mapping
             .as_ref()
-            .map_or(Residency::Unmapped, |m| m.residency(frame, tail, file))
+            .map_or(Residency::Unmapped, |m| m.residency(frame, tail))
     }
 
     /// The mapping behind the bytes, for bringing frames of it in on another thread (None when not mapped).
@@ -683,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn mapped_files_keep_a_descriptor_and_heap_files_none() {
+    fn only_mapped_files_that_may_change_keep_a_descriptor() {
         let (dir, path) = file_with(100_000);
         let immutable = MmapFile::open(
             &path,
@@ -694,8 +694,8 @@ mod tests {
         )
         .unwrap();
         assert!(
-            immutable.is_shared() && immutable.descriptor.is_some(),
-            "for its residency checks"
+            immutable.is_shared() && immutable.descriptor.is_none(),
+            "never re-checked"
         );
         fs::write(dir.path().join("small.bin"), pattern(100)).unwrap();
         let small = MmapFile::new(dir.path().join("small.bin")).unwrap();

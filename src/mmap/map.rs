@@ -13,7 +13,7 @@ use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
 use super::config::MmapConfig;
-use super::residency::{Residency, bring_in, cached, exact_for, is_resident};
+use super::residency::{Residency, bring_in, exact_for, is_resident};
 use crate::MmapError;
 
 /// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
@@ -50,24 +50,21 @@ impl Mapping {
     }
 
     /// Whether the pages of `frame` and of the `tail` bytes after it (as far as the mapping goes) are in
-    /// memory: one `cachestat` of `file` (the mapped file's descriptor, when it kept one) or, without it or
-    /// where the kernel has no `cachestat`, one `mincore` call for up to 2 MiB.
-    pub(crate) fn residency(&self, frame: &[u8], tail: usize, file: Option<&File>) -> Residency {
-        let Some(offset) = self.offset_of(frame) else {
-            return Residency::Unmapped;
-        };
-        if !self.exact_residency {
-            return Residency::Cold;
-        }
-        let len = (frame.len() + tail).min(self.map.len() - offset);
-        // The map starts at the file's first byte: an offset in one is the same offset in the other.
-        let resident = file
-            .and_then(|file| cached(file, offset, len))
-            .unwrap_or_else(|| is_resident(&self.map, offset, len));
-        if resident {
-            Residency::Resident
-        } else {
-            Residency::Cold
+    /// memory: one `mincore` call for up to 2 MiB.
+    pub(crate) fn residency(&self, frame: &[u8], tail: usize) -> Residency {
+        match self.offset_of(frame) {
+            None => Residency::Unmapped,
+            Some(offset)
+                if self.exact_residency
+                    && is_resident(
+                        &self.map,
+                        offset,
+                        (frame.len() + tail).min(self.map.len() - offset),
+                    ) =>
+            {
+                Residency::Resident
+            }
+            Some(_) => Residency::Cold,
         }
     }
 

@@ -9,8 +9,8 @@
 //!
 //! - the `unsafe` blocks outside the SIGBUS guard are the mapping and its registration (`map.rs`: the map
 //!   moves at once into a single [`bytes::Bytes`] owner, and every slice handed out is an O(1) slice of it,
-//!   so no slice outlives the map), and three system calls without a safe wrapper: `mincore` and
-//!   `cachestat` (`residency.rs`) and the write check's `fcntl` (`writers.rs`);
+//!   so no slice outlives the map), and two system calls without a safe wrapper: `mincore` (`residency.rs`)
+//!   and the write check's `fcntl` (`writers.rs`);
 //! - empty files are never mapped, small files are read into memory, and the cache compares a file's identity
 //!   (device, inode, length, mtime, ctime) with the disk under its revalidation policy, so a file replaced by
 //!   rename or rewritten in place is re-mapped for new requests while in-flight ones finish on the old inode;
@@ -41,7 +41,7 @@ pub(crate) mod map;
 pub(crate) mod pread;
 #[allow(
     unsafe_code,
-    reason = "mincore(2) and cachestat(2) have no safe wrapper in rustix: see the SAFETY comments in `residency`"
+    reason = "mincore(2) has no safe wrapper in rustix: see the SAFETY comment in `residency`"
 )]
 pub(crate) mod residency;
 #[allow(

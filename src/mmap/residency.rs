@@ -1,5 +1,5 @@
-//! Whether a range of a mapped file is in memory (`cachestat(2)` or `mincore(2)`), and bringing it in
-//! (`madvise(2)`): the system calls only; where they run (a Tokio worker or the blocking pool) is the body's business, not this module's.
+//! Whether a range of a mapping is in memory (`mincore(2)`), and bringing it in (`madvise(2)`): the system
+//! calls only; where they run (a Tokio worker or the blocking pool) is the body's business, not this module's.
 //!
 //! # Why `MADV_WILLNEED` then `MADV_POPULATE_READ`
 //!
@@ -32,11 +32,20 @@
 //!
 //! The check on the worker is one `mincore` per frame: on resident pages, measured by the same example
 //! (mean of 20,000 calls, on the 2-core machine while it also ran a benchmark): 2.5 us for 4 KiB, 1.5 us for
-//! 64 KiB, 2.0 us for 1 MiB, which is mostly the cost of entering the kernel on this virtual machine. Asked of
-//! the file instead, through the descriptor a mapped file keeps, `cachestat` (Linux 6.5) walks only the page
-//! cache's tree: 0.46 us for 4 KiB and 0.84 us for 64 KiB where `mincore` took 1.37 and 1.35 us in a quieter
-//! run of the example, but 7.6 us for 1 MiB (it counts each entry): ranges up to 64 KiB ask [`cached`],
-//! longer ones [`is_resident`].
+//! 64 KiB, 2.0 us for 1 MiB, which is mostly the cost of entering the kernel on this virtual machine.
+//!
+//! # Why not `cachestat(2)`
+//!
+//! Asked of the file's descriptor instead of the mapping, `cachestat` (Linux 6.5) is cheaper on resident
+//! pages (0.46 against 1.37 us for 4 KiB, 0.84 against 1.35 us for 64 KiB in one run of a C loop here; a
+//! `perf record` of `serve` under random 4 KiB ranges put it at 7.5% of the server's CPU where `mincore` took
+//! 10.8%). But it counts every page the page cache's tree holds, including pages whose read is still in
+//! flight, where `mincore` reports only pages that are up to date. A frame whose pages another request's
+//! read-ahead is still reading would then be called resident, and the worker's `writev` would wait for that
+//! read: exactly the stall this check exists to prevent. With it, `bench/cold.sh` (C1: 16 clients of random
+//! 64 KiB ranges of an evicted file, 2 rounds of 10 s, `SERVERS="mmap-serve nginx_aio" WORKLOADS="c1 c3"`)
+//! put mmap-serve at 0.84x [0.77-0.92] of nginx `aio threads` instead of 1.10x [0.97-1.24] without, and a
+//! round's hot-file probe p99 at 12 ms. So only `mincore` is asked.
 //!
 //! `MADV_POPULATE_READ` (Linux 5.14) fails with `EFAULT` where a read would raise SIGBUS (the file was
 //! truncated under the mapping): [`bring_in`] reports that as [`io::ErrorKind::UnexpectedEof`]. On older
@@ -47,12 +56,11 @@
 //!
 //! `mincore` tells the truth about the page cache only for files the process owns or may open for writing
 //! (Linux 5.0 hides the page-cache state of other files, a side channel, and reports every page of them
-//! resident; `cachestat` refuses them with `EPERM`). [`exact_for`] says which case a file is in when it is mapped; the caller must treat a mapping
+//! resident). [`exact_for`] says which case a file is in when it is mapped; the caller must treat a mapping
 //! whose residency is not exact as cold.
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::{Advice, Mmap};
 
@@ -146,107 +154,6 @@ fn resident_in(mut start: usize, end: usize, page: usize, vec: &mut [u8]) -> boo
     true
 }
 
-/// The `cachestat` system call (Linux 6.5), whose number is the generic table's on these architectures; other
-/// targets ask `mincore` only.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "loongarch64",
-        target_arch = "x86",
-        target_arch = "arm",
-        target_arch = "powerpc64",
-        target_arch = "s390x"
-    )
-))]
-const SYS_CACHESTAT: Option<libc::c_long> = Some(451);
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "loongarch64",
-        target_arch = "x86",
-        target_arch = "arm",
-        target_arch = "powerpc64",
-        target_arch = "s390x"
-    )
-)))]
-const SYS_CACHESTAT: Option<libc::c_long> = None;
-
-/// Set once the kernel has answered `cachestat` with `ENOSYS` (older than 6.5, or filtered by seccomp).
-static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
-
-/// `struct cachestat_range` of `linux/mman.h`.
-#[repr(C)]
-struct CachestatRange {
-    off: u64,
-    len: u64,
-}
-
-/// `struct cachestat` of `linux/mman.h`.
-#[repr(C)]
-#[derive(Default)]
-struct Cachestat {
-    nr_cache: u64,
-    nr_dirty: u64,
-    nr_writeback: u64,
-    nr_evicted: u64,
-    nr_recently_evicted: u64,
-}
-
-/// The longest range asked of `cachestat`: it counts the page cache's entries one by one, so past a few dozen
-/// pages `mincore` is cheaper (`cold_pages`, resident pages: 0.46 against 1.37 us for 4 KiB, 0.84 against
-/// 1.35 us for 64 KiB, 7.6 against 1.1 us for 1 MiB).
-const CACHESTAT_AT_MOST: usize = 64 * 1024;
-
-/// Whether every page of `file`'s bytes `offset..offset + len` (`len` > 0) is in the page cache now, asked of
-/// the file (`cachestat(2)`: a walk of the page cache's tree, where `mincore` also takes the memory-map lock
-/// and walks the page tables; measured by `perf record` of `serve` under random 4 KiB ranges: 7.5% of the
-/// server's CPU against `mincore`'s 10.8%). `None` for a range longer than `CACHESTAT_AT_MOST` and where the
-/// kernel cannot answer (no `cachestat`; `EPERM`, for the same files whose page cache `mincore` hides): the
-/// caller asks `mincore` then.
-pub(crate) fn cached(file: &File, offset: usize, len: usize) -> Option<bool> {
-    use std::os::fd::AsRawFd;
-    debug_assert!(len > 0);
-    let number = SYS_CACHESTAT?;
-    if len > CACHESTAT_AT_MOST || NO_CACHESTAT.load(Ordering::Relaxed) {
-        return None;
-    }
-    #[cfg(test)]
-    CHECKS.with(|checks| checks.set(checks.get() + 1));
-    let range = CachestatRange {
-        off: offset as u64,
-        len: len as u64,
-    };
-    let mut stat = Cachestat::default();
-    // SAFETY: `cachestat(fd, range, stat, flags)` reads one `struct cachestat_range` from `range` and writes
-    // one `struct cachestat` into `stat`, both live locals with the kernel's layout (`repr(C)`, five and two
-    // `u64`s); it reads no other memory of the process. The descriptor is borrowed from `file` for the call.
-    let status = unsafe {
-        libc::syscall(
-            number,
-            file.as_raw_fd(),
-            &range as *const CachestatRange,
-            &mut stat as *mut Cachestat,
-            0u32,
-        )
-    };
-    if status != 0 {
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            NO_CACHESTAT.store(true, Ordering::Relaxed);
-        }
-        return None;
-    }
-    // The pages the kernel counts: those `offset..offset + len` touches (its first and last page indices).
-    let page = page_size() as u64;
-    let pages = (range.off + range.len - 1) / page - range.off / page + 1;
-    Some(stat.nr_cache == pages)
-}
-
 /// Brings `map[offset..offset + len]` into memory: one read-ahead request for the whole range
 /// (`MADV_WILLNEED`), then the pages faulted in (`MADV_POPULATE_READ`). Blocking: it waits for the disk, so
 /// callers on an async runtime run it on the blocking pool.
@@ -306,45 +213,6 @@ mod tests {
         assert!(is_resident(&map, 3 << 20, 1));
         bring_in(&map, 1000, 4 << 20).expect("bring in");
         assert!(is_resident(&map, 1000, 4 << 20), "several windows");
-    }
-
-    #[test]
-    fn the_page_cache_asked_of_the_file_agrees_with_the_mapping() {
-        let (dir, file, map) = mapped(5 << 20);
-        if SYS_CACHESTAT.is_none() {
-            return;
-        }
-        std::hint::black_box(map[3 << 20]);
-        let Some(resident) = cached(&file, 3 << 20, 1) else {
-            eprintln!("skipped: no cachestat(2) on this kernel");
-            return;
-        };
-        assert!(resident, "a page just read");
-        assert!(
-            cached(&file, 0, 64 << 10).unwrap(),
-            "written a moment ago, never evicted"
-        );
-        assert_eq!(cached(&file, 0, 5 << 20), None, "long ranges are mincore's");
-        // Evicted (not on a tmpfs, whose pages stay): neither call calls any page of it resident.
-        file.sync_all().expect("fsync");
-        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
-        let on_tmpfs =
-            rustix::fs::statfs(dir.path()).is_ok_and(|s| s.f_type as u64 as u32 == 0x0102_1994);
-        if !on_tmpfs && !is_resident(&map, 1 << 20, 1) {
-            assert_eq!(cached(&file, 1 << 20, 1), Some(false));
-            // One page read back alone (no read-around on a mapping advised random), the next still out: a
-            // range of both is not in memory.
-            let _ = map.advise(Advice::Random);
-            std::hint::black_box(map[(1 << 20) - 1]);
-            assert_eq!(cached(&file, (1 << 20) - 1, 1), Some(true), "read back");
-            if !is_resident(&map, 1 << 20, 1) {
-                assert_eq!(
-                    cached(&file, (1 << 20) - 1, 2),
-                    Some(false),
-                    "one of two pages"
-                );
-            }
-        }
     }
 
     #[test]
