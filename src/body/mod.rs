@@ -857,7 +857,6 @@ mod tests {
 
     #[test]
     fn a_body_that_waited_re_checks_the_file_on_disk_before_its_last_frame() {
-        use std::os::unix::fs::FileExt;
         let (dir, _file, mut body) = waiting_body();
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let Poll::Ready(Some(Ok(first))) = Pin::new(&mut body).poll_frame(&mut cx) else {
@@ -865,12 +864,7 @@ mod tests {
         };
         // A write in place while the server copies the first frame: nothing has poisoned the mapping (no
         // watch here, as when its event is not read yet), but the file's mtime changed.
-        std::thread::sleep(std::time::Duration::from_millis(20)); // past the filesystem's timestamp tick
-        let writer = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.path().join("w.bin"))
-            .expect("open");
-        writer.write_all_at(&[0xEE; 16], 0).expect("write");
+        write_in_place(dir.path());
         drop(first);
         assert!(
             matches!(
@@ -881,9 +875,20 @@ mod tests {
         );
     }
 
+    /// Overwrites the first bytes of `dir`'s `w.bin` in place, past the filesystem's timestamp tick (so that
+    /// its mtime moves), with no watch to report it.
+    fn write_in_place(dir: &std::path::Path) {
+        use std::os::unix::fs::FileExt;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("w.bin"))
+            .expect("open");
+        writer.write_all_at(&[0xEE; 16], 0).expect("write");
+    }
+
     #[test]
     fn a_short_body_re_checks_the_file_on_disk_before_its_only_frame() {
-        use std::os::unix::fs::FileExt;
         // One frame (4 KiB) and two (60 KiB: a frame and the held-back piece) of a mapped file, neither
         // waiting for its copies: each re-checks the file before its last frame all the same.
         for len in [4096, 60 * 1024] {
@@ -899,12 +904,7 @@ mod tests {
             assert!(body.copies.is_none(), "a short body does not wait");
             // A write in place that has begun (its mtime is set) and whose inotify event, which would poison
             // the mapping, has not come yet: a long `pwrite` sends it only when it ends.
-            std::thread::sleep(std::time::Duration::from_millis(20)); // past the filesystem's timestamp tick
-            let writer = std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.path().join("w.bin"))
-                .expect("open");
-            writer.write_all_at(&[0xEE; 16], 0).expect("write");
+            write_in_place(dir.path());
             let (frames, error) = poll_all(body, || {});
             assert!(error.is_some(), "{len} bytes: the change fails the body");
             let sent: u64 = frames.iter().map(|f| f.len() as u64).sum();
