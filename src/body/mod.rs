@@ -103,9 +103,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 ///
 /// A body that slices a mapping checks it as it goes, best effort: before each frame, that the mapping was not
 /// poisoned (the file truncated under it), and before its last frame, whatever its length, that the file on
-/// disk is still the one mapped (one `stat`: a write in place changes the mtime and ctime when it begins,
-/// while its inotify event, which poisons the mapping, comes once it ends); bodies of immutable files skip the
-/// `stat`.
+/// disk is still the one mapped (one `fstat` of the mapped inode through the descriptor the file keeps, or a
+/// `stat` of the path past the process's share of descriptors: a write in place changes the mtime and ctime
+/// when it begins, while its inotify event, which poisons the mapping, comes once it ends); bodies of
+/// immutable files skip it.
 /// Any such body longer than 4 KiB holds its last 4 KiB back for a frame of their own, sent only after the
 /// checks (unless the chunk size is 0: one frame per slice). A body read with `pread` fails on a short read
 /// and re-checks the open file before its last frame, whatever its length.
@@ -578,10 +579,10 @@ impl MmapBody {
             None => Ok(frame),
             Some(watch) => {
                 // The poison flag (one atomic load) is checked before every frame. The file's identity (one
-                // `stat`, or `fstat` for a file read with pread) is re-checked before the last frame of every
-                // body of a file that may change, whatever its length: a write in place changes the file's
-                // mtime and ctime when it begins, but its inotify event (the poison) comes only once the write
-                // is done (a `pwrite` of 64 MiB took 22 ms here), and is read by the watch thread a
+                // `fstat`, or a `stat` of the path: `MmapFile::still_matches`) is re-checked before the last
+                // frame of every body of a file that may change, whatever its length: a write in place changes
+                // the file's mtime and ctime when it begins, but its inotify event (the poison) comes only once
+                // the write is done (a `pwrite` of 64 MiB took 22 ms here), and is read by the watch thread a
                 // moment later, so the flag alone passed short responses carrying the new bytes with the old
                 // length and ETag (the chaos bench, seed 14: one in 5,097 responses).
                 let recheck = watch.recheck_identity && self.remaining() == 0;
