@@ -7,20 +7,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-use common::net::Serve;
+use common::net::{Serve, rss_anon_kib};
 
 const FILES: usize = 16_384;
 const LEN: usize = 4096;
 const CLIENTS: usize = 8;
-
-fn status_field(pid: u32, name: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-}
 
 /// The file's bytes: its own name, repeated, so that an answer shows which file it came from.
 fn content(i: usize) -> Vec<u8> {
@@ -80,7 +71,7 @@ fn sixteen_thousand_cached_files_keep_anonymous_memory_under_32_mib() {
         }
     });
 
-    let rss = status_field(pid, "RssAnon:");
+    let rss = rss_anon_kib(pid);
     let root_text = root.to_str().expect("utf-8 temp path");
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     let mapped = maps.lines().filter(|l| l.contains(root_text)).count();

@@ -179,7 +179,7 @@ impl MmapFile {
         let mut checks_inline = false;
         let mut descriptor = None;
         let mut heap_share = None;
-        let small = identity.len() < small_file_threshold && !being_written;
+        let small = len > 0 && identity.len() < small_file_threshold && !being_written;
         let on_heap = small
             && match heap {
                 None => true,

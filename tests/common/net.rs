@@ -126,6 +126,16 @@ pub async fn check_full_range_multi_304(http2: bool, url: &str, len: usize) {
     assert!(cached.body.is_empty());
 }
 
+/// The anonymous resident memory (`RssAnon`, KiB) of process `pid`, as `/proc/PID/status` gives it.
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon")
+}
+
 /// Whether an external program runs here; prints why a test is skipped when it does not.
 pub fn have(program: &str) -> bool {
     let ok = std::process::Command::new(program)
