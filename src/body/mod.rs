@@ -26,7 +26,7 @@ mod segment;
 pub use residency::ResidentRange;
 pub(crate) use segment::Segment;
 
-use residency::{Job, joined, spawn_bring_in};
+use residency::{Job, spawn_bring_in, spawn_read};
 
 /// How many bytes a watched body holds back for its last frame, sent only once the file has been re-checked.
 const FINAL_PIECE: usize = 4096;
@@ -131,10 +131,11 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
 /// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
 /// allocation; the last 4 KiB held back are checked, and brought in, with the frame before them, in the same
-/// call). When they are, the frame is yielded at once. When they are not, the frame is brought in on Tokio's
-/// blocking pool (`MADV_WILLNEED` on the whole frame, one read-ahead request the disk can queue with
-/// others, then `MADV_POPULATE_READ`), at most 64 bring-ins at once in the process, and yielded after; the
-/// worker serves other connections meanwhile. A file truncated under a bring-in makes it fail instead of
+/// call). When they are, the frame is yielded at once. When they are not, the frame is queued for the crate's
+/// bring-in threads, which take the cold frames of every body in batches (`MADV_WILLNEED` on each frame of
+/// a batch, one read-ahead request per frame that the disk queues with the others, then
+/// `MADV_POPULATE_READ` on each in turn, up to 64 in flight), and yielded once it is in; the worker serves
+/// other connections meanwhile. A file truncated under a bring-in makes it fail instead of
 /// raising SIGBUS: the body ends with an error, and the file is never served again. Outside a Tokio runtime,
 /// the bring-in runs inline in `poll_frame`.
 ///
@@ -147,10 +148,11 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// What a worker may still wait for: the `mincore` call itself (a page-table and page-cache walk under the
 /// process's memory-map lock: 1.5 to 2.5 microseconds per frame of 4 KiB to 1 MiB of resident pages measured
 /// on a 2-core virtual machine, mostly the cost of entering the kernel; longer while another thread maps or
-/// unmaps); and pages evicted again between the check and the server's `write` (memory pressure in
-/// that window), which fault on the worker as before. `mincore` reports the page cache truthfully only for
+/// unmaps); the bring-in queue's lock, when it queues a cold frame (a bring-in thread holds it only to take
+/// the frames waiting, never while it waits for the disk); and pages evicted again between the check and the
+/// server's `write` (memory pressure in that window), which fault on the worker as before. `mincore` reports the page cache truthfully only for
 /// files the process owns or may write (Linux hides it for other files and calls every page resident);
-/// frames of any other mapped file are therefore always brought in through the blocking pool, a thread hop
+/// frames of any other mapped file are therefore always brought in by the bring-in threads, a thread hop
 /// per frame even when warm. The cache's [`CacheStats`](crate::CacheStats) count frames sent resident and
 /// frames brought in, and the time bodies waited for the latter.
 ///
@@ -205,7 +207,7 @@ fn tail_of(rest: u64) -> usize {
 enum Next {
     /// Ready to send (a frame in memory, or the outcome of a read or bring-in made inline).
     Ready(io::Result<Bytes>),
-    /// On the blocking pool: a `pread`, or the bring-in of a frame of a mapping.
+    /// Off the workers: a `pread` on the blocking pool, or the bring-in of a frame of a mapping.
     Coming {
         job: Job,
         len: u64,
@@ -420,7 +422,7 @@ impl MmapBody {
                     if bring_in {
                         self.count_bring_in(waiting_since);
                     }
-                    Poll::Ready(done.unwrap_or_else(|e| Err(joined(e))))
+                    Poll::Ready(done)
                 }
             },
         }
@@ -465,9 +467,9 @@ impl MmapBody {
         }
     }
 
-    /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, brought
-    /// in on the current runtime's blocking pool; a range to read is read there. Without a runtime the work
-    /// runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
+    /// Makes `segment` ready to send: a frame of a mapping is checked (one `mincore`) and, when cold, queued
+    /// for the bring-in threads; a range to read is read on the runtime's blocking pool. Without a runtime the
+    /// work runs here. (The runtime is looked up only for that work: a resident frame costs no thread-local
     /// lookup.) The last piece held back right after a frame is checked, and brought in, with that frame: one
     /// system call and one disk request for both, and none of its own.
     fn prepare(&mut self, segment: Segment) -> Next {
@@ -505,7 +507,7 @@ impl MmapBody {
                 let len = range.end - range.start;
                 match Handle::try_current() {
                     Ok(runtime) => Next::Coming {
-                        job: runtime.spawn_blocking(move || file.read(range)),
+                        job: spawn_read(&runtime, file, range),
                         len,
                         bring_in: false,
                         waiting_since: None,
@@ -518,7 +520,7 @@ impl MmapBody {
     }
 
     /// Brings `frame`, a cold slice of the mapping, and the `tail` bytes after it in: on the current runtime's
-    /// blocking pool, or here without one.
+    /// bring-in threads, or here without a runtime.
     fn bring_in(&mut self, frame: Bytes, tail: usize) -> Next {
         let Some(mapping) = self.watch.as_ref().and_then(|w| w.file.mapping()).cloned() else {
             return Next::Ready(Ok(frame));
@@ -527,8 +529,8 @@ impl MmapBody {
         self.checked_ahead = u8::from(tail > 0);
         let len = frame.len() as u64;
         match Handle::try_current() {
-            Ok(runtime) => Next::Coming {
-                job: spawn_bring_in(&runtime, mapping, frame, tail),
+            Ok(_) => Next::Coming {
+                job: spawn_bring_in(mapping, frame, tail),
                 len,
                 bring_in: true,
                 waiting_since: None,

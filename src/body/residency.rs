@@ -1,11 +1,12 @@
-//! Bringing cold frames of a mapping into memory off the async workers: where a bring-in runs, how many run at
-//! once, and [`MmapFile::range_resident`] for handlers; the system calls themselves are `mmap::residency`'s.
+//! Bringing cold frames of a mapping into memory off the async workers: where a bring-in runs and
+//! [`MmapFile::range_resident`] for handlers; the system calls themselves are `mmap::residency`'s.
 //!
 //! A frame whose pages `mincore` finds in memory is sent at once, on the worker (the hot path: one system
-//! call, no allocation, no hop). Any other is brought in on Tokio's blocking pool (`spawn_blocking`) with
-//! `MADV_WILLNEED` and `MADV_POPULATE_READ`, and handed out only after; at most [`MAX_BRING_INS`] bring-ins
-//! run at once, process-wide, so a burst of cold requests queues its disk reads instead of taking every
-//! blocking thread. Outside a Tokio runtime the bring-in runs inline, on the caller's thread.
+//! call, no allocation, no hop). Any other is queued for the bring-in threads (`queue.rs`), which take the
+//! frames waiting together (`MADV_WILLNEED` on each, then `MADV_POPULATE_READ` on each in turn) and hand
+//! each back once it is in; the worker serves other connections meanwhile. A range read on
+//! demand (`pread`, for files the SIGBUS guard cannot protect) is read on Tokio's blocking pool. Outside a
+//! Tokio runtime the work runs inline, on the caller's thread.
 
 use std::future::Future;
 use std::io;
@@ -16,7 +17,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::MmapError;
@@ -26,48 +27,47 @@ use crate::mmap::residency::Residency;
 
 #[cfg(test)]
 pub(crate) mod gate;
+mod queue;
 #[cfg(test)]
 mod tests;
 
-/// The most bring-ins running at once in the process: 64.
-///
-/// Enough to keep a disk's queue full (an NVMe drive reaches its random-read peak at a queue depth of 32 to
-/// 64, a SATA SSD at 32, a virtual disk sooner) with frames of up to a chunk each, and far below Tokio's 512
-/// blocking threads, which `open`s, `stat`s and `pread`s also need. Bring-ins past the bound wait their turn
-/// without holding a thread.
-pub(crate) const MAX_BRING_INS: usize = 64;
+/// A frame on its way from off the workers: brought in by the bring-in threads, or read with `pread` on the
+/// blocking pool.
+#[derive(Debug)]
+pub(super) enum Job {
+    BroughtIn(oneshot::Receiver<io::Result<Bytes>>),
+    Read(JoinHandle<io::Result<Bytes>>),
+}
 
-static BRING_INS: Semaphore = Semaphore::const_new(MAX_BRING_INS);
+impl Future for Job {
+    type Output = io::Result<Bytes>;
 
-/// A frame on its way from the blocking pool: read with `pread`, or brought in.
-pub(super) type Job = JoinHandle<io::Result<Bytes>>;
-
-/// Brings `frame`, a slice of `mapping`, and the `tail` bytes after it into memory on `runtime`'s blocking
-/// pool once a bring-in permit is free (see [`MAX_BRING_INS`]), and yields the frame.
-pub(super) fn spawn_bring_in(
-    runtime: &Handle,
-    mapping: Arc<Mapping>,
-    frame: Bytes,
-    tail: usize,
-) -> Job {
-    match BRING_INS.try_acquire() {
-        Ok(permit) => runtime.spawn_blocking(move || {
-            let _permit = permit;
-            bring_in(&mapping, frame, tail)
-        }),
-        // All permits taken: a small task waits for one, holding no blocking thread meanwhile.
-        Err(_) => {
-            let blocking = runtime.clone();
-            runtime.spawn(async move {
-                let permit = BRING_INS.acquire().await.map_err(io::Error::other)?;
-                let job = blocking.spawn_blocking(move || {
-                    let _permit = permit;
-                    bring_in(&mapping, frame, tail)
-                });
-                job.await.unwrap_or_else(|e| Err(joined(e)))
-            })
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::BroughtIn(result) => Pin::new(result).poll(cx).map(|sent| {
+                // A bring-in thread never drops a frame without an answer, short of a panic there.
+                sent.unwrap_or_else(|_| Err(io::Error::other("the bring-in of the frame was lost")))
+            }),
+            Self::Read(job) => Pin::new(job)
+                .poll(cx)
+                .map(|joined_job| joined_job.unwrap_or_else(|e| Err(joined(e)))),
         }
     }
+}
+
+/// Queues `frame`, a slice of `mapping`, and the `tail` bytes after it for the bring-in threads, and yields
+/// the frame once it is in memory.
+pub(super) fn spawn_bring_in(mapping: Arc<Mapping>, frame: Bytes, tail: usize) -> Job {
+    Job::BroughtIn(queue::submit(mapping, frame, tail))
+}
+
+/// Reads `range` of `file` on `runtime`'s blocking pool.
+pub(super) fn spawn_read(
+    runtime: &Handle,
+    file: Arc<crate::mmap::pread::PreadFile>,
+    range: Range<u64>,
+) -> Job {
+    Job::Read(runtime.spawn_blocking(move || file.read(range)))
 }
 
 /// Brings `frame`, a slice of `mapping`, and the `tail` bytes after it into memory here and now (blocking),
@@ -80,6 +80,18 @@ pub(super) fn bring_in(mapping: &Mapping, frame: Bytes, tail: usize) -> io::Resu
     #[cfg(test)]
     gate::wait(&frame);
     mapping.bring_in(&frame, tail).map(|()| frame)
+}
+
+/// Waits here (blocking) until `frame` and the `tail` bytes after it, already asked for
+/// ([`Mapping::ask_for`]), are in memory, and yields the frame.
+///
+/// # Errors
+///
+/// `UnexpectedEof` when the file was truncated under the frame.
+fn wait_for(mapping: &Mapping, frame: Bytes, tail: usize) -> io::Result<Bytes> {
+    #[cfg(test)]
+    gate::wait(&frame);
+    mapping.populate(&frame, tail).map(|()| frame)
 }
 
 /// A blocking job that panicked or was cancelled, as the I/O error the body ends with.
@@ -95,10 +107,10 @@ impl MmapFile {
     /// them, and the first touch of a page that is not in the page cache (hyper's `write` of the response, a
     /// handler reading a tensor) waits for the disk on whatever thread touches it. This future checks the
     /// range's pages instead (one `mincore(2)`): when all are in memory it is ready at once, on its first
-    /// poll; otherwise it brings them in on Tokio's blocking pool, one read-ahead request for the whole range
-    /// (`MADV_WILLNEED`, then `MADV_POPULATE_READ`), at most 64 such bring-ins at a time in the process, and
-    /// is ready after. A file read on demand ([`reads_on_demand`](Self::reads_on_demand)) is read on the
-    /// blocking pool; bytes on the heap (small files) are ready at once. Outside a Tokio runtime the work
+    /// poll; otherwise it queues them for the crate's bring-in threads, which ask for the whole range in one
+    /// read-ahead request (`MADV_WILLNEED`, together with the other cold ranges waiting, up to 64) and then
+    /// wait for it (`MADV_POPULATE_READ`), and it is ready after. A file read on demand
+    /// ([`reads_on_demand`](Self::reads_on_demand)) is read on Tokio's blocking pool; bytes on the heap (small files) are ready at once. Outside a Tokio runtime the work
     /// runs inline, in `poll`.
     ///
     /// The pages can still be evicted again before they are sent, under memory pressure; to send a large
@@ -176,8 +188,8 @@ impl Work {
 
     fn spawn(self, runtime: &Handle) -> Job {
         match self {
-            Self::BringIn(mapping, bytes) => spawn_bring_in(runtime, mapping, bytes, 0),
-            Self::Read(file, range) => runtime.spawn_blocking(move || file.read(range)),
+            Self::BringIn(mapping, bytes) => spawn_bring_in(mapping, bytes, 0),
+            Self::Read(file, range) => spawn_read(runtime, file, range),
         }
     }
 }
@@ -231,7 +243,7 @@ impl Future for ResidentRange<'_> {
                 }
                 State::Running(job) => match Pin::new(job).poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(joined_job) => joined_job.unwrap_or_else(|e| Err(joined(e))),
+                    Poll::Ready(done) => done,
                 },
                 State::Done(result) => {
                     return Poll::Ready(

@@ -59,7 +59,7 @@ pub struct CacheStats {
     pub heap_bytes: u64,
     /// Frames of mappings that response bodies found in memory (one `mincore`) and sent at once.
     pub frames_resident: u64,
-    /// Frames of mappings that were not in memory and were brought in on the blocking pool before being
+    /// Frames of mappings that were not in memory and were brought in off the workers before being
     /// sent (or cannot be checked: see [`MmapBody`](crate::MmapBody)).
     pub frames_brought_in: u64,
     /// Nanoseconds response bodies spent waiting for bring-ins, summed over bodies (time the body was ready

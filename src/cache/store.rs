@@ -29,7 +29,7 @@ pub(super) struct Counters {
 pub(crate) struct FrameCounters {
     /// Mapped frames whose pages were all in memory when checked: sent from the worker at once.
     pub(crate) resident: AtomicU64,
-    /// Mapped frames brought in on the blocking pool before they were sent.
+    /// Mapped frames brought in off the workers before they were sent.
     pub(crate) brought_in: AtomicU64,
     /// Nanoseconds bodies spent waiting for bring-ins (a read-ahead that finished in time adds nothing).
     pub(crate) wait_nanos: AtomicU64,

@@ -235,8 +235,8 @@ impl MmapFile {
     /// Synchronous and lazy: for a mapped file nothing is read here, and the first touch of a page that is not
     /// in the page cache (a server writing the bytes, a handler reading them) waits for the disk on the thread
     /// that touches it, an async worker included. From async code, [`range_resident`](Self::range_resident)
-    /// or a body built with [`MmapBody::file_range`](crate::MmapBody::file_range) bring cold pages in on the
-    /// blocking pool first.
+    /// or a body built with [`MmapBody::file_range`](crate::MmapBody::file_range) bring cold pages in off the
+    /// workers first.
     ///
     /// For a file [read on demand](Self::reads_on_demand) this reads the whole file now, into a buffer of its
     /// own (a blocking read); if that fails (the file was shortened since it was opened), it logs why and

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
 use super::config::MmapConfig;
-use super::residency::{Residency, bring_in, exact_for, is_resident};
+use super::residency::{Residency, ask_for, bring_in, exact_for, is_resident, populate};
 use crate::MmapError;
 
 /// A mapping and what guards it. Fields drop in order: the registration goes before the map is unmapped.
@@ -75,13 +75,37 @@ impl Mapping {
     ///
     /// `UnexpectedEof` when the file was truncated under the range.
     pub(crate) fn bring_in(&self, frame: &[u8], tail: usize) -> std::io::Result<()> {
-        match self.offset_of(frame) {
-            Some(offset) => {
-                let len = (frame.len() + tail).min(self.map.len() - offset);
-                bring_in(&self.map, offset, len)
-            }
+        match self.span(frame, tail) {
+            Some((offset, len)) => bring_in(&self.map, offset, len),
             None => Ok(()),
         }
+    }
+
+    /// Asks for the pages of `frame` and of the `tail` bytes after it to be read, without waiting for them
+    /// (see `residency::ask_for`); nothing for a frame that is not a slice of the mapping.
+    pub(crate) fn ask_for(&self, frame: &[u8], tail: usize) {
+        if let Some((offset, len)) = self.span(frame, tail) {
+            ask_for(&self.map, offset, len);
+        }
+    }
+
+    /// Faults in the pages of `frame` and of the `tail` bytes after it, waiting for reads asked for before
+    /// (blocking: see `residency::populate`).
+    ///
+    /// # Errors
+    ///
+    /// `UnexpectedEof` when the file was truncated under the range.
+    pub(crate) fn populate(&self, frame: &[u8], tail: usize) -> std::io::Result<()> {
+        match self.span(frame, tail) {
+            Some((offset, len)) => populate(&self.map, offset, len),
+            None => Ok(()),
+        }
+    }
+
+    /// Where `frame` and the `tail` bytes after it (as far as the mapping goes) lie in the mapping.
+    fn span(&self, frame: &[u8], tail: usize) -> Option<(usize, usize)> {
+        let offset = self.offset_of(frame)?;
+        Some((offset, (frame.len() + tail).min(self.map.len() - offset)))
     }
 }
 

@@ -155,15 +155,32 @@ fn resident_in(mut start: usize, end: usize, page: usize, vec: &mut [u8]) -> boo
 }
 
 /// Brings `map[offset..offset + len]` into memory: one read-ahead request for the whole range
-/// (`MADV_WILLNEED`), then the pages faulted in (`MADV_POPULATE_READ`). Blocking: it waits for the disk, so
-/// callers on an async runtime run it on the blocking pool.
+/// ([`ask_for`]), then the pages faulted in ([`populate`]). Blocking: it waits for the disk, so callers on
+/// an async runtime run it off the workers.
 ///
 /// # Errors
 ///
 /// [`io::ErrorKind::UnexpectedEof`] when part of the range is past the file's end now (it was truncated).
 pub(crate) fn bring_in(map: &Mmap, offset: usize, len: usize) -> io::Result<()> {
+    ask_for(map, offset, len);
+    populate(map, offset, len)
+}
+
+/// Asks for `map[offset..offset + len]` to be read into the page cache (`MADV_WILLNEED`: one read-ahead
+/// request for the whole range), without waiting for it. It may still wait to queue the request (a full
+/// disk queue, the file system's block map): callers on an async runtime run it off the workers.
+pub(crate) fn ask_for(map: &Mmap, offset: usize, len: usize) {
     // Advice: a failure (an unusual file system) changes nothing but speed.
     let _ = map.advise_range(Advice::WillNeed, offset, len);
+}
+
+/// Faults the pages of `map[offset..offset + len]` in (`MADV_POPULATE_READ`), waiting for any read still in
+/// flight, or reading them now (page by page on a mapping advised `MADV_RANDOM`: [`ask_for`] them first).
+///
+/// # Errors
+///
+/// [`io::ErrorKind::UnexpectedEof`] when part of the range is past the file's end now (it was truncated).
+pub(crate) fn populate(map: &Mmap, offset: usize, len: usize) -> io::Result<()> {
     match map.advise_range(Advice::PopulateRead, offset, len) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Err(io::Error::new(

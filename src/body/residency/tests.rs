@@ -312,3 +312,119 @@ fn outside_a_runtime_a_cold_frame_is_brought_in_inline() {
     };
     assert_eq!(file.residency(&frame, 0), Residency::Resident);
 }
+
+/// `file`'s mapping, for handing frames to the bring-in queue directly.
+fn mapping_of(file: &MmapFile) -> Arc<crate::mmap::map::Mapping> {
+    Arc::clone(file.mapping().expect("a mapped file"))
+}
+
+#[test]
+fn cold_frames_queued_together_come_back_each_with_its_own_bytes_and_a_truncated_file_fails_alone()
+{
+    let Some((dir, path)) = cold_fixture() else {
+        return;
+    };
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, vec![9u8; LEN]).expect("write other.bin");
+    evict(&other);
+    let file = MmapFile::new(&path).expect("map");
+    let shrinking = MmapFile::new(&other).expect("map");
+    if !is_cold(&file, LEN as u64) || !is_cold(&shrinking, LEN as u64) {
+        return;
+    }
+    // Truncated under its mapping before its frames are brought in: each of them must fail, and only they.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&other)
+        .and_then(|f| f.set_len(4096))
+        .expect("truncate");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut jobs = Vec::new();
+        for i in 0..16 {
+            let start = (i * 251 * 1024) % (LEN - 65_536);
+            let frame = file
+                .range(start as u64..start as u64 + 65_536)
+                .expect("inside");
+            jobs.push((
+                start,
+                true,
+                super::spawn_bring_in(mapping_of(&file), frame, 0),
+            ));
+            let at = (1 << 20) + i * 65_536;
+            let frame = shrinking
+                .range(at as u64..at as u64 + 4096)
+                .expect("inside");
+            jobs.push((
+                at,
+                false,
+                super::spawn_bring_in(mapping_of(&shrinking), frame, 0),
+            ));
+        }
+        for (start, intact, job) in jobs {
+            let got = job.await;
+            if intact {
+                let frame = got.expect("an intact file's frame");
+                assert_eq!(frame, pattern(LEN)[start..start + 65_536], "at {start}");
+                assert_eq!(file.residency(&frame, 0), Residency::Resident);
+            } else {
+                let err = got.expect_err("a frame past the new end");
+                assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "at {start}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_frame_queued_while_every_bring_in_thread_waits_for_a_slow_read_is_brought_in_by_another() {
+    let Some((dir, path)) = cold_fixture() else {
+        return;
+    };
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, pattern(LEN)).expect("write other.bin");
+    evict(&other);
+    let slow = MmapFile::new(&path).expect("map");
+    let file = MmapFile::new(&other).expect("map");
+    if !is_cold(&slow, LEN as u64) || !is_cold(&file, LEN as u64) {
+        return;
+    }
+    // The slow read: held at the gate until the end of the test.
+    let gate = gate::hold(&slow.bytes());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let held =
+            super::spawn_bring_in(mapping_of(&slow), slow.range(0..65_536).expect("inside"), 0);
+        let mut held = std::pin::pin!(held);
+        gate.reached.notified().await;
+        // Every drainer that is not making progress is stuck past the stall threshold.
+        std::thread::sleep(super::queue::STALLED * 3);
+        let frame = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
+        let next = super::spawn_bring_in(mapping_of(&file), frame, 0);
+        // A generous bound that only a hang reaches: the frame must not wait for the held read.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), next)
+            .await
+            .expect("brought in while the slow read is still held")
+            .expect("bytes");
+        assert_eq!(got, pattern(LEN)[1 << 20..(1 << 20) + 65_536]);
+        assert!(
+            futures_poll_once(held.as_mut()).is_pending(),
+            "the held read is still waiting"
+        );
+        gate.open();
+        let slow_frame = held.await.expect("the held frame, once let go");
+        assert_eq!(slow_frame, pattern(LEN)[..65_536]);
+    });
+}
+
+/// Polls `future` once with a waker that does nothing.
+fn futures_poll_once<F: std::future::Future>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    future.poll(&mut cx)
+}

@@ -1,0 +1,253 @@
+//! The bring-in queue and the threads that drain it: cold frames wait here and are brought in in batches; no
+//! decision of which frames are cold (the body's), and no system call but those of `mmap::residency` and
+//! the threads' own spawning and parking.
+//!
+//! # Why batches on a few threads, not a blocking task per frame
+//!
+//! A drainer takes every frame waiting (up to [`BATCH`] in flight), asks for all of them at once
+//! (`MADV_WILLNEED` on each, which only queues the reads), then waits for the oldest (`MADV_POPULATE_READ`)
+//! and hands it back, and goes round again: frames that arrived meanwhile are asked for after each wait. The
+//! disk sees as many reads at once as it would from as many threads, but the process pays no thread wake-up
+//! per frame, and the block layer submits reads asked for together at once (on this machine's virtual disk,
+//! one doorbell to the host instead of one per read). Measured with the C3 workload of `bench/cold.sh` by hand (64 connections of
+//! random 4 KiB ranges of an evicted 4 GiB file, `serve --threads 2` on one core, 8 s runs, two rounds): a
+//! Tokio blocking task per frame (the design before this one) served 30,700-32,300 requests/s at 6.6-7.6 us
+//! of user and 23-24 us of system CPU per request; batches on one drainer 49,700 at 4.3 and 12 us; nginx with
+//! `aio threads` 40,300-42,100 at 3.2-3.8 and 19-20 us. More drainers sharing the same frames did worse (4
+//! drainers: 33,800), since each took smaller batches. So one drainer serves the process, and another
+//! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when a frame arrives while no
+//! drainer has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once
+//! nothing waits. A frame that arrives just after every drainer got stuck waits for the first of them to
+//! go round, or for the next frame to arrive more than [`STALLED`] after they got stuck.
+//!
+//! One slow read holds back only the frames asked for after it that are not in yet: after any wait longer
+//! than [`SLOW_WAIT`], the rest in flight are looked at (`mincore`) and those already in are handed back
+//! before the drainer waits again.
+//!
+//! Drainers are plain threads of their own, not Tokio blocking tasks: they serve every runtime of the
+//! process, and a runtime shutting down cannot drop a drainer that frames of another runtime wait on. An idle
+//! drainer exits after [`IDLE`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::mmap::map::Mapping;
+use crate::mmap::residency::Residency;
+
+/// The most frames one drainer has asked the disk for and not yet handed back: 64 (an NVMe drive reaches
+/// its random-read peak at a queue depth of 32 to 64, a SATA SSD at 32, a virtual disk sooner).
+const BATCH: usize = 64;
+
+/// The most drainer threads at once: 4.
+const MAX_DRAINERS: usize = 4;
+
+/// How long no drainer may go round while frames wait before another one is started: 5 ms, several times
+/// a round's wait on a solid-state disk.
+pub(super) const STALLED: Duration = Duration::from_millis(5);
+
+/// A round's wait after which the other frames in flight are looked at before the next wait: 1 ms.
+const SLOW_WAIT: Duration = Duration::from_millis(1);
+
+/// How long a drainer with nothing to do waits before it exits: 10 s, as Tokio's blocking threads.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// A cold frame waiting to be brought in, and where its result goes.
+struct Waiting {
+    mapping: Arc<Mapping>,
+    frame: Bytes,
+    tail: usize,
+    done: oneshot::Sender<io::Result<Bytes>>,
+}
+
+struct Queue {
+    waiting: VecDeque<Waiting>,
+    /// Drainer threads alive.
+    drainers: usize,
+    /// Drainers parked on [`WORK`] for want of frames.
+    idle: usize,
+    /// When a drainer last went round (took what had arrived, before its next wait): the drainers are all
+    /// stuck on reads when this is old while frames wait.
+    last_round: Option<Instant>,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    waiting: VecDeque::new(),
+    drainers: 0,
+    idle: 0,
+    last_round: None,
+});
+
+/// Wakes a parked drainer when frames arrive.
+static WORK: Condvar = Condvar::new();
+
+fn queue() -> MutexGuard<'static, Queue> {
+    // Nothing is left half-done under the lock: a panic elsewhere leaves the queue usable.
+    QUEUE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Queues `frame`, a slice of `mapping`, and the `tail` bytes after it to be brought in; the receiver yields
+/// the frame once its pages are in memory.
+pub(super) fn submit(
+    mapping: Arc<Mapping>,
+    frame: Bytes,
+    tail: usize,
+) -> oneshot::Receiver<io::Result<Bytes>> {
+    let (done, result) = oneshot::channel();
+    let mut queue = queue();
+    queue.waiting.push_back(Waiting {
+        mapping,
+        frame,
+        tail,
+        done,
+    });
+    if queue.idle > 0 {
+        WORK.notify_one();
+    } else if wants_another(&queue, Instant::now()) {
+        start_drainer(queue);
+    }
+    result
+}
+
+/// Whether the drainers, none of them idle, should get one more for what is waiting: there are none, or
+/// fewer than [`MAX_DRAINERS`] and either more than a batch waits or none of them has gone round for
+/// [`STALLED`] (each is waiting for a slow read).
+fn wants_another(queue: &Queue, now: Instant) -> bool {
+    let stuck = queue
+        .last_round
+        .is_some_and(|round| now.duration_since(round) >= STALLED);
+    queue.drainers == 0
+        || (queue.drainers < MAX_DRAINERS
+            && !queue.waiting.is_empty()
+            && (queue.waiting.len() > BATCH || stuck))
+}
+
+/// Starts one more drainer (counted under `queue`'s lock, released before the thread is spawned). When no
+/// thread can be started and none runs, the frames waiting are brought in on the calling thread instead
+/// (blocking it: there is no other way left to answer them).
+fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
+    queue.drainers += 1;
+    drop(queue);
+    let spawned = std::thread::Builder::new()
+        .name("mmap-serve-bring-in".into())
+        .spawn(drain);
+    if spawned.is_err() {
+        let mut queue = self::queue();
+        queue.drainers -= 1;
+        if queue.drainers == 0 {
+            let stranded: Vec<Waiting> = queue.waiting.drain(..).collect();
+            drop(queue);
+            for waiting in stranded {
+                let Waiting {
+                    mapping,
+                    frame,
+                    tail,
+                    done,
+                    ..
+                } = waiting;
+                let _ = done.send(super::bring_in(&mapping, frame, tail));
+            }
+        }
+    }
+}
+
+/// A drainer's life: it asks for the frames waiting (up to [`BATCH`] in flight), waits for the oldest it
+/// asked for and hands it back, and goes round again, so frames that arrive meanwhile are asked for after
+/// each wait instead of after a whole batch; once nothing waits and nothing is in flight it parks, and exits
+/// after [`IDLE`] (a drainer started for a backlog exits at once).
+fn drain() {
+    let _counted = Counted;
+    let mut asked: VecDeque<Waiting> = VecDeque::with_capacity(BATCH);
+    loop {
+        let mut queue = queue();
+        if asked.is_empty() && queue.waiting.is_empty() {
+            if queue.drainers > 1 {
+                queue.drainers -= 1;
+                return;
+            }
+            queue.idle += 1;
+            let (parked, timeout) = WORK
+                .wait_timeout_while(queue, IDLE, |q| q.waiting.is_empty())
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            queue = parked;
+            queue.idle -= 1;
+            if timeout.timed_out() && queue.waiting.is_empty() {
+                queue.drainers -= 1;
+                return;
+            }
+        }
+        let now = Instant::now();
+        queue.last_round = Some(now);
+        let take = queue.waiting.len().min(BATCH - asked.len());
+        let arrived: Vec<Waiting> = queue.waiting.drain(..take).collect();
+        // More waiting than this drainer has room for: another one takes it.
+        if queue.waiting.is_empty() {
+            drop(queue);
+        } else if queue.idle > 0 {
+            WORK.notify_one();
+            drop(queue);
+        } else if wants_another(&queue, now) {
+            start_drainer(queue);
+        } else {
+            drop(queue);
+        }
+        for waiting in &arrived {
+            waiting.mapping.ask_for(&waiting.frame, waiting.tail);
+        }
+        asked.extend(arrived);
+        let Some(oldest) = asked.pop_front() else {
+            continue;
+        };
+        finish_asked(oldest);
+        if now.elapsed() >= SLOW_WAIT {
+            hand_back_those_in(&mut asked);
+        }
+    }
+}
+
+/// A drainer's place in [`Queue::drainers`], given back should the drainer panic (the frames it had taken
+/// then end with an error, their senders dropped), with a new drainer started for the frames still waiting.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = queue();
+            queue.drainers -= 1;
+            if !queue.waiting.is_empty() && queue.idle == 0 {
+                start_drainer(queue);
+            }
+        }
+    }
+}
+
+/// After a slow wait: hands back every frame of `asked` whose pages are in by now, keeping the others in
+/// order.
+fn hand_back_those_in(asked: &mut VecDeque<Waiting>) {
+    let mut cold = VecDeque::with_capacity(asked.len());
+    for waiting in asked.drain(..) {
+        match waiting.mapping.residency(&waiting.frame, waiting.tail) {
+            Residency::Cold => cold.push_back(waiting),
+            Residency::Resident | Residency::Unmapped => finish_asked(waiting),
+        }
+    }
+    *asked = cold;
+}
+
+/// Waits for one frame already asked for and hands it back.
+fn finish_asked(waiting: Waiting) {
+    let Waiting {
+        mapping,
+        frame,
+        tail,
+        done,
+        ..
+    } = waiting;
+    let _ = done.send(super::wait_for(&mapping, frame, tail));
+}
