@@ -140,8 +140,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// the bring-in runs inline in `poll_frame`.
 ///
 /// Bodies read ahead: when one frame is handed out, the next one is split off and checked, and brought in if
-/// it is cold, while the server writes the first; so a cold download proceeds at the disk's pace rather
-/// than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the client asked
+/// it is cold, while the server writes the first; and a frame's bring-in also asks for the frame after it,
+/// without waiting for it. So a cold download proceeds at the disk's pace, with up to two frames' reads in
+/// flight, rather than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the client asked
 /// for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows its hints
 /// (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
 ///
@@ -519,8 +520,9 @@ impl MmapBody {
         }
     }
 
-    /// Brings `frame`, a cold slice of the mapping, and the `tail` bytes after it in: on the current runtime's
-    /// bring-in threads, or here without a runtime.
+    /// Brings `frame`, a cold slice of the mapping, and the `tail` bytes after it in: by the bring-in threads,
+    /// or here without a runtime. The bring-in threads also ask for the body's next frame, without waiting for
+    /// it, so that a cold download keeps reads of two frames in flight.
     fn bring_in(&mut self, frame: Bytes, tail: usize) -> Next {
         let Some(mapping) = self.watch.as_ref().and_then(|w| w.file.mapping()).cloned() else {
             return Next::Ready(Ok(frame));
@@ -528,9 +530,14 @@ impl MmapBody {
         // The tail comes in with the frame: it needs no check of its own.
         self.checked_ahead = u8::from(tail > 0);
         let len = frame.len() as u64;
+        let next_frame = match &self.kind {
+            Kind::Single(rest) if tail == 0 => usize::try_from(rest.len())
+                .map_or(self.chunk_size, |rest| rest.min(self.chunk_size)),
+            _ => 0,
+        };
         match Handle::try_current() {
             Ok(_) => Next::Coming {
-                job: spawn_bring_in(mapping, frame, tail),
+                job: spawn_bring_in(mapping, frame, tail, next_frame),
                 len,
                 bring_in: true,
                 waiting_since: None,

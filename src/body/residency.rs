@@ -56,9 +56,14 @@ impl Future for Job {
 }
 
 /// Queues `frame`, a slice of `mapping`, and the `tail` bytes after it for the bring-in threads, and yields
-/// the frame once it is in memory.
-pub(super) fn spawn_bring_in(mapping: Arc<Mapping>, frame: Bytes, tail: usize) -> Job {
-    Job::BroughtIn(queue::submit(mapping, frame, tail))
+/// the frame once it is in memory; the `ahead` bytes after those are asked for too, and not waited for.
+pub(super) fn spawn_bring_in(
+    mapping: Arc<Mapping>,
+    frame: Bytes,
+    tail: usize,
+    ahead: usize,
+) -> Job {
+    Job::BroughtIn(queue::submit(mapping, frame, tail, ahead))
 }
 
 /// Reads `range` of `file` on `runtime`'s blocking pool.
@@ -188,7 +193,7 @@ impl Work {
 
     fn spawn(self, runtime: &Handle) -> Job {
         match self {
-            Self::BringIn(mapping, bytes) => spawn_bring_in(mapping, bytes, 0),
+            Self::BringIn(mapping, bytes) => spawn_bring_in(mapping, bytes, 0, 0),
             Self::Read(file, range) => spawn_read(runtime, file, range),
         }
     }

@@ -61,6 +61,8 @@ struct Waiting {
     mapping: Arc<Mapping>,
     frame: Bytes,
     tail: usize,
+    /// Bytes after the tail to ask for as well, without waiting for them (the body's next frame).
+    ahead: usize,
     done: oneshot::Sender<io::Result<Bytes>>,
 }
 
@@ -92,12 +94,13 @@ fn queue() -> MutexGuard<'static, Queue> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Queues `frame`, a slice of `mapping`, and the `tail` bytes after it to be brought in; the receiver yields
-/// the frame once its pages are in memory.
+/// Queues `frame`, a slice of `mapping`, and the `tail` bytes after it to be brought in, and the `ahead`
+/// bytes after those to be asked for; the receiver yields the frame once its pages are in memory.
 pub(super) fn submit(
     mapping: Arc<Mapping>,
     frame: Bytes,
     tail: usize,
+    ahead: usize,
 ) -> oneshot::Receiver<io::Result<Bytes>> {
     let (done, result) = oneshot::channel();
     let mut queue = queue();
@@ -105,6 +108,7 @@ pub(super) fn submit(
         mapping,
         frame,
         tail,
+        ahead,
         done,
     });
     if queue.idle > 0 {
@@ -198,7 +202,9 @@ fn drain() {
             drop(queue);
         }
         for waiting in &arrived {
-            waiting.mapping.ask_for(&waiting.frame, waiting.tail);
+            waiting
+                .mapping
+                .ask_for(&waiting.frame, waiting.tail + waiting.ahead);
         }
         asked.extend(arrived);
         let Some(oldest) = asked.pop_front() else {

@@ -351,7 +351,7 @@ fn cold_frames_queued_together_come_back_each_with_its_own_bytes_and_a_truncated
             jobs.push((
                 start,
                 true,
-                super::spawn_bring_in(mapping_of(&file), frame, 0),
+                super::spawn_bring_in(mapping_of(&file), frame, 0, 0),
             ));
             let at = (1 << 20) + i * 65_536;
             let frame = shrinking
@@ -360,7 +360,7 @@ fn cold_frames_queued_together_come_back_each_with_its_own_bytes_and_a_truncated
             jobs.push((
                 at,
                 false,
-                super::spawn_bring_in(mapping_of(&shrinking), frame, 0),
+                super::spawn_bring_in(mapping_of(&shrinking), frame, 0, 0),
             ));
         }
         for (start, intact, job) in jobs {
@@ -397,14 +397,18 @@ fn a_frame_queued_while_every_bring_in_thread_waits_for_a_slow_read_is_brought_i
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let held =
-            super::spawn_bring_in(mapping_of(&slow), slow.range(0..65_536).expect("inside"), 0);
+        let held = super::spawn_bring_in(
+            mapping_of(&slow),
+            slow.range(0..65_536).expect("inside"),
+            0,
+            0,
+        );
         let mut held = std::pin::pin!(held);
         gate.reached.notified().await;
         // Every drainer that is not making progress is stuck past the stall threshold.
         std::thread::sleep(super::queue::STALLED * 3);
         let frame = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
-        let next = super::spawn_bring_in(mapping_of(&file), frame, 0);
+        let next = super::spawn_bring_in(mapping_of(&file), frame, 0, 0);
         // A generous bound that only a hang reaches: the frame must not wait for the held read.
         let got = tokio::time::timeout(std::time::Duration::from_secs(60), next)
             .await
@@ -427,4 +431,45 @@ fn futures_poll_once<F: std::future::Future>(
 ) -> std::task::Poll<F::Output> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     future.poll(&mut cx)
+}
+
+#[test]
+fn a_bring_in_asks_for_the_bytes_ahead_of_its_frame_without_waiting_for_them() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    // No read-ahead of the kernel's own: only what the bring-in asks for comes in.
+    let file = MmapFile::with_config(&path, crate::MmapConfig::random()).expect("map");
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    let ahead = file.range(1 << 20..2 << 20).expect("inside");
+    let beyond = file.range(2 << 20..3 << 20).expect("inside");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let frame = file.range(0..1 << 20).expect("inside");
+        let got = super::spawn_bring_in(mapping_of(&file), frame, 0, 1 << 20)
+            .await
+            .expect("the frame");
+        assert_eq!(got, pattern(LEN)[..1 << 20]);
+        // The read asked for ahead lands on its own; a generous bound that only a missing request reaches.
+        let mut waited = 0;
+        while file.residency(&ahead, 0) == Residency::Cold && waited < 30_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 10;
+        }
+        assert_eq!(
+            file.residency(&ahead, 0),
+            Residency::Resident,
+            "the bytes ahead were asked for"
+        );
+        assert_eq!(
+            file.residency(&beyond, 0),
+            Residency::Cold,
+            "and nothing past them"
+        );
+    });
 }
