@@ -150,8 +150,11 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// process's memory-map lock: 1.5 to 2.5 microseconds per frame of 4 KiB to 1 MiB of resident pages measured
 /// on a 2-core virtual machine, mostly the cost of entering the kernel; longer while another thread maps or
 /// unmaps); the bring-in queue's lock, when it queues a cold frame (a bring-in thread holds it only to take
-/// the frames waiting, never while it waits for the disk); and pages evicted again between the check and the
-/// server's `write` (memory pressure in that window), which fault on the worker as before. `mincore` reports the page cache truthfully only for
+/// the frames waiting, never while it waits for the disk); the start of a bring-in thread, when its cold frame
+/// finds none running or a backlog (a `clone` and a stack mapping, on the worker that queued it), and, should
+/// the system refuse any thread while none runs, the bring-ins themselves, made inline on that worker; and
+/// pages evicted again between the check and the server's `write` (memory pressure in that window), which
+/// fault on the worker as before. `mincore` reports the page cache truthfully only for
 /// files the process owns or may write (Linux hides it for other files and calls every page resident);
 /// frames of any other mapped file are therefore always brought in by the bring-in threads, a thread hop
 /// per frame even when warm. The cache's [`CacheStats`](crate::CacheStats) count frames sent resident and

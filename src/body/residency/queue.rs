@@ -20,9 +20,10 @@
 //! nothing waits. A frame that arrives just after every drainer got stuck waits for the first of them to
 //! go round, or for the next frame to arrive more than [`STALLED`] after they got stuck.
 //!
-//! One slow read holds back only the frames asked for after it that are not in yet: after any wait longer
-//! than [`SLOW_WAIT`], the rest in flight are looked at (`mincore`) and those already in are handed back
-//! before the drainer waits again.
+//! A slow read holds back the frames its drainer asked for after it until it ends (another drainer takes
+//! only frames still waiting); then, after any wait longer than [`SLOW_WAIT`], the rest in flight are looked
+//! at (`mincore`) and those already in are handed back before the drainer waits again. The stall rule is
+//! looked at only when a frame arrives or a drainer goes round, never on a timer.
 //!
 //! Drainers are plain threads of their own, not Tokio blocking tasks: they serve every runtime of the
 //! process, and a runtime shutting down cannot drop a drainer that frames of another runtime wait on. An idle
@@ -119,6 +120,15 @@ pub(super) fn submit(
     result
 }
 
+/// Gives a drainer's place back; the last one out also forgets when a drainer last went round, so that the
+/// first frames of the next burst do not take a new drainer's start for a stall.
+fn leave(queue: &mut Queue) {
+    queue.drainers -= 1;
+    if queue.drainers == 0 {
+        queue.last_round = None;
+    }
+}
+
 /// Whether the drainers, none of them idle, should get one more for what is waiting: there are none, or
 /// fewer than [`MAX_DRAINERS`] and either more than a batch waits or none of them has gone round for
 /// [`STALLED`] (each is waiting for a slow read).
@@ -143,7 +153,7 @@ fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
         .spawn(drain);
     if spawned.is_err() {
         let mut queue = self::queue();
-        queue.drainers -= 1;
+        leave(&mut queue);
         if queue.drainers == 0 {
             let stranded: Vec<Waiting> = queue.waiting.drain(..).collect();
             drop(queue);
@@ -172,7 +182,7 @@ fn drain() {
         let mut queue = queue();
         if asked.is_empty() && queue.waiting.is_empty() {
             if queue.drainers > 1 {
-                queue.drainers -= 1;
+                leave(&mut queue);
                 return;
             }
             queue.idle += 1;
@@ -182,7 +192,7 @@ fn drain() {
             queue = parked;
             queue.idle -= 1;
             if timeout.timed_out() && queue.waiting.is_empty() {
-                queue.drainers -= 1;
+                leave(&mut queue);
                 return;
             }
         }
@@ -190,11 +200,9 @@ fn drain() {
         queue.last_round = Some(now);
         let take = queue.waiting.len().min(BATCH - asked.len());
         let arrived: Vec<Waiting> = queue.waiting.drain(..take).collect();
-        // More waiting than this drainer has room for: another one takes it.
+        // More waiting than this drainer has room for: another one takes it. (None is idle: a drainer parks
+        // only when it is the only one.)
         if queue.waiting.is_empty() {
-            drop(queue);
-        } else if queue.idle > 0 {
-            WORK.notify_one();
             drop(queue);
         } else if wants_another(&queue, now) {
             start_drainer(queue);
@@ -225,7 +233,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let mut queue = queue();
-            queue.drainers -= 1;
+            leave(&mut queue);
             if !queue.waiting.is_empty() && queue.idle == 0 {
                 start_drainer(queue);
             }
