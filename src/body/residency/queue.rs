@@ -158,14 +158,7 @@ fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
             let stranded: Vec<Waiting> = queue.waiting.drain(..).collect();
             drop(queue);
             for waiting in stranded {
-                let Waiting {
-                    mapping,
-                    frame,
-                    tail,
-                    done,
-                    ..
-                } = waiting;
-                let _ = done.send(super::bring_in(&mapping, frame, tail));
+                waiting.finish(false);
             }
         }
     }
@@ -218,7 +211,7 @@ fn drain() {
         let Some(oldest) = asked.pop_front() else {
             continue;
         };
-        finish_asked(oldest);
+        oldest.finish(true);
         if now.elapsed() >= SLOW_WAIT {
             hand_back_those_in(&mut asked);
         }
@@ -248,20 +241,28 @@ fn hand_back_those_in(asked: &mut VecDeque<Waiting>) {
     for waiting in asked.drain(..) {
         match waiting.mapping.residency(&waiting.frame, waiting.tail) {
             Residency::Cold => cold.push_back(waiting),
-            Residency::Resident | Residency::Unmapped => finish_asked(waiting),
+            Residency::Resident | Residency::Unmapped => waiting.finish(true),
         }
     }
     *asked = cold;
 }
 
-/// Waits for one frame already asked for and hands it back.
-fn finish_asked(waiting: Waiting) {
-    let Waiting {
-        mapping,
-        frame,
-        tail,
-        done,
-        ..
-    } = waiting;
-    let _ = done.send(super::wait_for(&mapping, frame, tail));
+impl Waiting {
+    /// Brings the frame in and hands it back: waits for the read asked for before when `asked`, asks for it
+    /// and waits otherwise.
+    fn finish(self, asked: bool) {
+        let Self {
+            mapping,
+            frame,
+            tail,
+            done,
+            ..
+        } = self;
+        let result = if asked {
+            super::wait_for(&mapping, frame, tail)
+        } else {
+            super::bring_in(&mapping, frame, tail)
+        };
+        let _ = done.send(result);
+    }
 }

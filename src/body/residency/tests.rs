@@ -342,26 +342,18 @@ fn cold_frames_queued_together_come_back_each_with_its_own_bytes_and_a_truncated
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        let queue = |of: &MmapFile, start: usize, len: usize| {
+            let frame = of
+                .range(start as u64..(start + len) as u64)
+                .expect("inside");
+            super::spawn_bring_in(mapping_of(of), frame, 0, 0)
+        };
         let mut jobs = Vec::new();
         for i in 0..16 {
             let start = (i * 251 * 1024) % (LEN - 65_536);
-            let frame = file
-                .range(start as u64..start as u64 + 65_536)
-                .expect("inside");
-            jobs.push((
-                start,
-                true,
-                super::spawn_bring_in(mapping_of(&file), frame, 0, 0),
-            ));
+            jobs.push((start, true, queue(&file, start, 65_536)));
             let at = (1 << 20) + i * 65_536;
-            let frame = shrinking
-                .range(at as u64..at as u64 + 4096)
-                .expect("inside");
-            jobs.push((
-                at,
-                false,
-                super::spawn_bring_in(mapping_of(&shrinking), frame, 0, 0),
-            ));
+            jobs.push((at, false, queue(&shrinking, at, 4096)));
         }
         for (start, intact, job) in jobs {
             let got = job.await;
