@@ -135,16 +135,16 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// bring-in threads, which take the cold frames of every body in batches (`MADV_WILLNEED` on each frame of
 /// a batch, one read-ahead request per frame that the disk queues with the others, then
 /// `MADV_POPULATE_READ` on each in turn, up to 64 in flight), and yielded once it is in; the worker serves
-/// other connections meanwhile. A file truncated under a bring-in makes it fail instead of
-/// raising SIGBUS: the body ends with an error, and the file is never served again. Outside a Tokio runtime,
-/// the bring-in runs inline in `poll_frame`.
+/// other connections meanwhile. A file truncated under a bring-in makes it fail instead of raising SIGBUS:
+/// the body ends with an error, and the file is never served again. Outside a Tokio runtime, the bring-in
+/// runs inline in `poll_frame`.
 ///
 /// Bodies read ahead: when one frame is handed out, the next one is split off and checked, and brought in if
 /// it is cold, while the server writes the first; and a frame's bring-in also asks for the frame after it,
 /// without waiting for it. So a cold download proceeds at the disk's pace, with up to two frames' reads in
-/// flight, rather than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the client asked
-/// for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows its hints
-/// (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
+/// flight, rather than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the
+/// client asked for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows
+/// its hints (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
 ///
 /// What a worker may still wait for: the `mincore` call itself (a page-table and page-cache walk under the
 /// process's memory-map lock: 1.5 to 2.5 microseconds per frame of 4 KiB to 1 MiB of resident pages measured
@@ -154,8 +154,8 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// finds none running or a backlog (a `clone` and a stack mapping, on the worker that queued it), and, should
 /// the system refuse any thread while none runs, the bring-ins themselves, made inline on that worker; and
 /// pages evicted again between the check and the server's `write` (memory pressure in that window), which
-/// fault on the worker as before. `mincore` reports the page cache truthfully only for
-/// files the process owns or may write (Linux hides it for other files and calls every page resident);
+/// fault on the worker as before. `mincore` reports the page cache truthfully only for files the process
+/// owns or may write (Linux hides it for other files and calls every page resident);
 /// frames of any other mapped file are therefore always brought in by the bring-in threads, a thread hop
 /// per frame even when warm. The cache's [`CacheStats`](crate::CacheStats) count frames sent resident and
 /// frames brought in, and the time bodies waited for the latter.

@@ -4,9 +4,9 @@
 //! A frame whose pages `mincore` finds in memory is sent at once, on the worker (the hot path: one system
 //! call, no allocation, no hop). Any other is queued for the bring-in threads (`queue.rs`), which take the
 //! frames waiting together (`MADV_WILLNEED` on each, then `MADV_POPULATE_READ` on each in turn) and hand
-//! each back once it is in; the worker serves other connections meanwhile. A range read on
-//! demand (`pread`, for files the SIGBUS guard cannot protect) is read on Tokio's blocking pool. Outside a
-//! Tokio runtime the work runs inline, on the caller's thread.
+//! each back once it is in; the worker serves other connections meanwhile. A range read on demand (`pread`,
+//! for files the SIGBUS guard cannot protect) is read on Tokio's blocking pool. Outside a Tokio runtime the
+//! work runs inline, on the caller's thread.
 
 use std::future::Future;
 use std::io;
@@ -115,8 +115,8 @@ impl MmapFile {
     /// poll; otherwise it queues them for the crate's bring-in threads, which ask for the whole range in one
     /// read-ahead request (`MADV_WILLNEED`, together with the other cold ranges waiting, up to 64) and then
     /// wait for it (`MADV_POPULATE_READ`), and it is ready after. A file read on demand
-    /// ([`reads_on_demand`](Self::reads_on_demand)) is read on Tokio's blocking pool; bytes on the heap (small files) are ready at once. Outside a Tokio runtime the work
-    /// runs inline, in `poll`.
+    /// ([`reads_on_demand`](Self::reads_on_demand)) is read on Tokio's blocking pool; bytes on the heap (small
+    /// files) are ready at once. Outside a Tokio runtime the work runs inline, in `poll`.
     ///
     /// The pages can still be evicted again before they are sent, under memory pressure; to send a large
     /// range, build an [`MmapBody::file_range`](crate::MmapBody::file_range), which checks every frame.

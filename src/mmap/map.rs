@@ -52,16 +52,9 @@ impl Mapping {
     /// Whether the pages of `frame` and of the `tail` bytes after it (as far as the mapping goes) are in
     /// memory: one `mincore` call for up to 2 MiB.
     pub(crate) fn residency(&self, frame: &[u8], tail: usize) -> Residency {
-        match self.offset_of(frame) {
+        match self.span(frame, tail) {
             None => Residency::Unmapped,
-            Some(offset)
-                if self.exact_residency
-                    && is_resident(
-                        &self.map,
-                        offset,
-                        (frame.len() + tail).min(self.map.len() - offset),
-                    ) =>
-            {
+            Some((offset, len)) if self.exact_residency && is_resident(&self.map, offset, len) => {
                 Residency::Resident
             }
             Some(_) => Residency::Cold,

@@ -9,12 +9,13 @@
 //! and hands it back, and goes round again: frames that arrived meanwhile are asked for after each wait. The
 //! disk sees as many reads at once as it would from as many threads, but the process pays no thread wake-up
 //! per frame, and the block layer submits reads asked for together at once (on this machine's virtual disk,
-//! one doorbell to the host instead of one per read). Measured with the C3 workload of `bench/cold.sh` by hand (64 connections of
-//! random 4 KiB ranges of an evicted 4 GiB file, `serve --threads 2` on one core, 8 s runs, two rounds): a
-//! Tokio blocking task per frame (the design before this one) served 30,700-32,300 requests/s at 6.6-7.6 us
-//! of user and 23-24 us of system CPU per request; batches on one drainer 49,700 at 4.3 and 12 us; nginx with
-//! `aio threads` 40,300-42,100 at 3.2-3.8 and 19-20 us. More drainers sharing the same frames did worse (4
-//! drainers: 33,800), since each took smaller batches. So one drainer serves the process, and another
+//! one doorbell to the host instead of one per read). Measured with the C3 workload of `bench/cold.sh` by
+//! hand (64 connections of random 4 KiB ranges of an evicted 4 GiB file, `serve --threads 2` on one core, 8 s
+//! runs, alternating): a Tokio blocking task per frame (the design before this one) served 30,700-32,300
+//! requests/s at 6.6-7.6 us of user and 23-24 us of system CPU per request; one drainer 51,000-55,000 at
+//! 3.6-3.9 and 10-11 us; nginx with `aio threads` 39,100-41,500 at 3.1-3.8 and 20-22 us. More drainers
+//! sharing the same frames did worse (a prototype taking whole batches: 49,700 on one drainer, 33,800 on
+//! four), since each took smaller batches. So one drainer serves the process, and another
 //! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when a frame arrives while no
 //! drainer has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once
 //! nothing waits. A frame that arrives just after every drainer got stuck waits for the first of them to
