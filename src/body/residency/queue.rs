@@ -16,10 +16,12 @@
 //! 3.6-3.9 and 10-11 us; nginx with `aio threads` 39,100-41,500 at 3.1-3.8 and 20-22 us. More drainers
 //! sharing the same frames did worse (a prototype taking whole batches: 49,700 on one drainer, 33,800 on
 //! four), since each took smaller batches. So one drainer serves the process, and another
-//! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when a frame arrives while no
-//! drainer has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once
-//! nothing waits. A frame that arrives just after every drainer got stuck waits for the first of them to
-//! go round, or for the next frame to arrive more than [`STALLED`] after they got stuck.
+//! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when frames wait while no drainer
+//! has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once nothing
+//! waits. The stall rule is looked at when a frame arrives, when a drainer goes round, and by a watch thread
+//! every [`STALLED`] while frames wait and no drainer is parked, so a frame that arrives just after every
+//! drainer got stuck waits at most about twice [`STALLED`] for one to take it, whatever else arrives (the
+//! watch parks untimed while nothing waits, so an idle or a hot process pays nothing for it).
 //!
 //! A slow read holds back the frames its drainer asked for after it until it ends (another drainer takes
 //! only frames still waiting); then, after any wait longer than [`SLOW_WAIT`], the rest in flight are looked
@@ -28,7 +30,7 @@
 //!
 //! Drainers are plain threads of their own, not Tokio blocking tasks: they serve every runtime of the
 //! process, and a runtime shutting down cannot drop a drainer that frames of another runtime wait on. An idle
-//! drainer exits after [`IDLE`].
+//! drainer, and the watch with nothing to watch, exit after [`IDLE`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -50,7 +52,7 @@ const MAX_DRAINERS: usize = 4;
 
 /// How long no drainer may go round while frames wait before another one is started: 5 ms, several times
 /// a round's wait on a solid-state disk.
-pub(super) const STALLED: Duration = Duration::from_millis(5);
+const STALLED: Duration = Duration::from_millis(5);
 
 /// A round's wait after which the other frames in flight are looked at before the next wait: 1 ms.
 const SLOW_WAIT: Duration = Duration::from_millis(1);
@@ -77,6 +79,18 @@ struct Queue {
     /// When a drainer last went round (took what had arrived, before its next wait): the drainers are all
     /// stuck on reads when this is old while frames wait.
     last_round: Option<Instant>,
+    watch: Watch,
+}
+
+/// What the watch thread is doing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// None runs.
+    Gone,
+    /// Parked until a frame waits with no drainer parked.
+    Parked,
+    /// Looking at the stall rule every [`STALLED`] while frames wait.
+    Timing,
 }
 
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
@@ -84,10 +98,14 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     drainers: 0,
     idle: 0,
     last_round: None,
+    watch: Watch::Gone,
 });
 
 /// Wakes a parked drainer when frames arrive.
 static WORK: Condvar = Condvar::new();
+
+/// Wakes the parked watch thread when frames wait with no drainer parked.
+static WATCHED: Condvar = Condvar::new();
 
 fn queue() -> MutexGuard<'static, Queue> {
     // Nothing is left half-done under the lock: a panic elsewhere leaves the queue usable.
@@ -105,20 +123,48 @@ pub(super) fn submit(
     ahead: usize,
 ) -> oneshot::Receiver<io::Result<Bytes>> {
     let (done, result) = oneshot::channel();
-    let mut queue = queue();
-    queue.waiting.push_back(Waiting {
+    push(Waiting {
         mapping,
         frame,
         tail,
         ahead,
         done,
     });
+    result
+}
+
+/// Queues a frame whose receiver is already gone, as a response dropped before its frame was taken.
+#[cfg(test)]
+pub(super) fn submit_abandoned(mapping: Arc<Mapping>, frame: Bytes) {
+    let (done, result) = oneshot::channel();
+    drop(result);
+    push(Waiting {
+        mapping,
+        frame,
+        tail: 0,
+        ahead: 0,
+        done,
+    });
+}
+
+/// Queues `waiting` and sees that a drainer will take it: a parked one, a new one, or the watch's.
+fn push(waiting: Waiting) {
+    let mut queue = queue();
+    queue.waiting.push_back(waiting);
     if queue.idle > 0 {
         WORK.notify_one();
     } else if wants_another(&queue, Instant::now()) {
         start_drainer(queue);
+    } else {
+        match queue.watch {
+            Watch::Timing => {}
+            Watch::Parked => {
+                queue.watch = Watch::Timing;
+                WATCHED.notify_one();
+            }
+            Watch::Gone => start_watch(queue),
+        }
     }
-    result
 }
 
 /// Gives a drainer's place back; the last one out also forgets when a drainer last went round, so that the
@@ -165,6 +211,62 @@ fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
     }
 }
 
+/// Starts the watch thread, timing at once. When it cannot be started, frames are left to the stall rule
+/// on arrivals and rounds alone, and the next frame that waits tries again.
+fn start_watch(mut queue: MutexGuard<'static, Queue>) {
+    queue.watch = Watch::Timing;
+    drop(queue);
+    let spawned = std::thread::Builder::new()
+        .name("mmap-serve-bring-in-watch".into())
+        .spawn(watch);
+    if spawned.is_err() {
+        self::queue().watch = Watch::Gone;
+    }
+}
+
+/// The watch's life: while frames wait and no drainer is parked it looks at the stall rule every
+/// [`STALLED`] and starts a drainer when it holds; once nothing waits it parks until something does, and
+/// exits after [`IDLE`] parked.
+fn watch() {
+    let _watching = Watching;
+    let mut queue = queue();
+    loop {
+        if queue.watch == Watch::Timing {
+            queue = WATCHED
+                .wait_timeout(queue, STALLED)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+            if queue.waiting.is_empty() {
+                queue.watch = Watch::Parked;
+            } else if queue.idle == 0 && wants_another(&queue, Instant::now()) {
+                start_drainer(queue);
+                queue = self::queue();
+            }
+        } else {
+            let (parked, timeout) = WATCHED
+                .wait_timeout_while(queue, IDLE, |q| q.watch == Watch::Parked)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            queue = parked;
+            if timeout.timed_out() && queue.watch == Watch::Parked {
+                queue.watch = Watch::Gone;
+                return;
+            }
+        }
+    }
+}
+
+/// The watch's mark in [`Queue::watch`], taken down should the watch panic, so that the next frame that
+/// waits starts another.
+struct Watching;
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            queue().watch = Watch::Gone;
+        }
+    }
+}
+
 /// A drainer's life: it asks for the frames waiting (up to [`BATCH`] in flight), waits for the oldest it
 /// asked for and hands it back, and goes round again, so frames that arrive meanwhile are asked for after
 /// each wait instead of after a whole batch; once nothing waits and nothing is in flight it parks, and exits
@@ -193,7 +295,12 @@ fn drain() {
         let now = Instant::now();
         queue.last_round = Some(now);
         let take = queue.waiting.len().min(BATCH - asked.len());
-        let arrived: Vec<Waiting> = queue.waiting.drain(..take).collect();
+        // Frames nobody waits for any more are dropped unread.
+        let arrived: Vec<Waiting> = queue
+            .waiting
+            .drain(..take)
+            .filter(|waiting| !waiting.done.is_closed())
+            .collect();
         // More waiting than this drainer has room for: another one takes it. (None is idle: a drainer parks
         // only when it is the only one.)
         if queue.waiting.is_empty() {
@@ -250,8 +357,11 @@ fn hand_back_those_in(asked: &mut VecDeque<Waiting>) {
 
 impl Waiting {
     /// Brings the frame in and hands it back: waits for the read asked for before when `asked`, asks for it
-    /// and waits otherwise.
+    /// and waits otherwise; a frame nobody waits for any more is dropped unread.
     fn finish(self, asked: bool) {
+        if self.done.is_closed() {
+            return;
+        }
         let Self {
             mapping,
             frame,
