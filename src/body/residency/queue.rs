@@ -18,15 +18,18 @@
 //! four), since each took smaller batches. So one drainer serves the process, and another
 //! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when frames wait while no drainer
 //! has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once nothing
-//! waits. The stall rule is looked at when a frame arrives, when a drainer goes round, and by a watch thread
-//! every [`STALLED`] while frames wait and no drainer is parked, so a frame that arrives just after every
-//! drainer got stuck waits at most about twice [`STALLED`] for one to take it, whatever else arrives (the
-//! watch parks untimed while nothing waits, so an idle or a hot process pays nothing for it).
+//! waits. The stall rule is looked at when a frame arrives, and by a watch thread every [`STALLED`] while
+//! frames wait and no drainer is parked, so a frame that arrives just after every drainer got stuck waits
+//! about twice [`STALLED`] at most for a new one to take it, whatever else arrives, unless all
+//! [`MAX_DRAINERS`] are stuck (then it waits for the first of them to go round). The watch parks untimed
+//! while nothing waits: a process whose frames are resident pays nothing for it, one bringing frames in
+//! pays up to 200 wake-ups a second.
 //!
 //! A slow read holds back the frames its drainer asked for after it until it ends (another drainer takes
 //! only frames still waiting); then, after any wait longer than [`SLOW_WAIT`], the rest in flight are looked
-//! at (`mincore`) and those already in are handed back before the drainer waits again. The stall rule is
-//! looked at only when a frame arrives or a drainer goes round, never on a timer.
+//! at (`mincore`) and those already in are handed back before the drainer waits again. A frame whose
+//! receiver is gone (its response was dropped: the client left) before a drainer takes it is not asked for;
+//! one dropped after is not waited for.
 //!
 //! Drainers are plain threads of their own, not Tokio blocking tasks: they serve every runtime of the
 //! process, and a runtime shutting down cannot drop a drainer that frames of another runtime wait on. An idle
@@ -156,14 +159,20 @@ fn push(waiting: Waiting) {
     } else if wants_another(&queue, Instant::now()) {
         start_drainer(queue);
     } else {
-        match queue.watch {
-            Watch::Timing => {}
-            Watch::Parked => {
-                queue.watch = Watch::Timing;
-                WATCHED.notify_one();
-            }
-            Watch::Gone => start_watch(queue),
+        arm_watch(queue);
+    }
+}
+
+/// Sees that the watch looks at the frames waiting, none of whose drainers is parked: wakes it when it is
+/// parked, starts it when there is none.
+fn arm_watch(mut queue: MutexGuard<'static, Queue>) {
+    match queue.watch {
+        Watch::Timing => {}
+        Watch::Parked => {
+            queue.watch = Watch::Timing;
+            WATCHED.notify_one();
         }
+        Watch::Gone => start_watch(queue),
     }
 }
 
@@ -207,6 +216,9 @@ fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
             for waiting in stranded {
                 waiting.finish(false);
             }
+        } else if !queue.waiting.is_empty() {
+            // The drainers there are take them; the watch starts another once they are all stuck.
+            arm_watch(queue);
         }
     }
 }
@@ -295,21 +307,22 @@ fn drain() {
         let now = Instant::now();
         queue.last_round = Some(now);
         let take = queue.waiting.len().min(BATCH - asked.len());
-        // Frames nobody waits for any more are dropped unread.
-        let arrived: Vec<Waiting> = queue
+        // Frames nobody waits for any more are not asked for; dropped once the lock is let go, since the
+        // last handle on a mapping unmaps it.
+        let (gone, arrived): (Vec<Waiting>, Vec<Waiting>) = queue
             .waiting
             .drain(..take)
-            .filter(|waiting| !waiting.done.is_closed())
-            .collect();
-        // More waiting than this drainer has room for: another one takes it. (None is idle: a drainer parks
-        // only when it is the only one.)
+            .partition(|waiting| waiting.done.is_closed());
+        // More waiting than this drainer has room for: another one takes it, or the watch does should this
+        // one get stuck. (None is idle: a drainer parks only when it is the only one.)
         if queue.waiting.is_empty() {
             drop(queue);
         } else if wants_another(&queue, now) {
             start_drainer(queue);
         } else {
-            drop(queue);
+            arm_watch(queue);
         }
+        drop(gone);
         for waiting in &arrived {
             waiting
                 .mapping
@@ -357,7 +370,7 @@ fn hand_back_those_in(asked: &mut VecDeque<Waiting>) {
 
 impl Waiting {
     /// Brings the frame in and hands it back: waits for the read asked for before when `asked`, asks for it
-    /// and waits otherwise; a frame nobody waits for any more is dropped unread.
+    /// and waits otherwise; a frame nobody waits for any more is dropped without the wait.
     fn finish(self, asked: bool) {
         if self.done.is_closed() {
             return;

@@ -430,6 +430,10 @@ fn a_frame_whose_response_is_gone_is_not_read() {
     }
     let abandoned = file.range(0..65_536).expect("inside");
     let wanted = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
+    if file.residency(&abandoned, 0) != Residency::Cold {
+        eprintln!("skipped: posix_fadvise(DONTNEED) left the abandoned frame in memory");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
