@@ -419,6 +419,50 @@ fn a_frame_queued_the_moment_every_bring_in_thread_is_stuck_on_a_slow_read_is_br
 }
 
 #[test]
+fn a_frame_asked_for_with_a_slow_one_is_handed_back_while_the_slow_read_is_still_held() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    let file = MmapFile::new(&path).expect("map");
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    let slow = file.range(0..65_536).expect("inside");
+    let quick = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
+    // The slow read: held at the gate until the end of the test.
+    let gate = gate::hold(&slow);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        // Taken together, by one drainer, which asks for both and waits for the older one first.
+        let mut results =
+            super::queue::submit_together(&mapping_of(&file), vec![slow, quick]).into_iter();
+        let (held, quick) = (results.next().expect("two"), results.next().expect("two"));
+        let mut held = std::pin::pin!(held);
+        gate.reached.notified().await;
+        // A generous bound that only a hang reaches: the quick frame must not wait for the held read.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), quick)
+            .await
+            .expect("handed back while the slow read is still held")
+            .expect("sent")
+            .expect("bytes");
+        assert_eq!(got, pattern(LEN)[1 << 20..(1 << 20) + 65_536]);
+        assert!(
+            futures_poll_once(held.as_mut()).is_pending(),
+            "the held read is still waiting"
+        );
+        gate.open();
+        let slow_frame = held
+            .await
+            .expect("sent")
+            .expect("the held frame, once let go");
+        assert_eq!(slow_frame, pattern(LEN)[..65_536]);
+    });
+}
+
+#[test]
 fn a_frame_whose_response_is_gone_is_not_read() {
     let Some((_dir, path)) = cold_fixture() else {
         return;
