@@ -15,15 +15,15 @@
 //! requests/s at 6.6-7.6 us of user and 23-24 us of system CPU per request; one drainer 51,000-55,000 at
 //! 3.6-3.9 and 10-11 us; nginx with `aio threads` 39,100-41,500 at 3.1-3.8 and 20-22 us. More drainers
 //! sharing the same frames did worse (a prototype taking whole batches: 49,700 on one drainer, 33,800 on
-//! four), since each took smaller batches. So one drainer serves the process, and another
-//! starts (up to [`MAX_DRAINERS`]) only when more than a batch waits, or when frames wait while no drainer
-//! has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once nothing
-//! waits. The stall rule is looked at when a frame arrives, and by a watch thread every [`STALLED`] while
-//! frames wait and no drainer is parked, so a frame that arrives just after every drainer got stuck waits
-//! about twice [`STALLED`] at most for a new one to take it, whatever else arrives, unless all
-//! [`MAX_DRAINERS`] are stuck (then it waits for the first of them to go round). The watch parks untimed
-//! while nothing waits: a process whose frames are resident pays nothing for it, one bringing frames in
-//! pays up to 200 wake-ups a second.
+//! four), since each took smaller batches. So one drainer serves the process, and another starts (up to
+//! [`MAX_DRAINERS`]) only when more than a batch waits, or when frames wait or are asked for while no
+//! drainer has gone round for [`STALLED`] (all are waiting for slow reads); those extra drainers end once
+//! nothing waits or is asked for. The stall rule is looked at when a frame arrives, and by a watch thread
+//! every [`STALLED`] while frames wait or are asked for and no drainer is parked, so a frame that arrives
+//! just after every drainer got stuck waits about twice [`STALLED`] at most for a new one to take it,
+//! whatever else arrives, unless all [`MAX_DRAINERS`] are stuck (then it waits for the first of them to go
+//! round). The watch parks untimed while nothing waits: a process whose frames are resident pays nothing for
+//! it, one bringing frames in pays up to 200 wake-ups a second.
 //!
 //! The frames asked for and not yet waited for are the queue's, not one drainer's: a slow read holds back
 //! only the drainer waiting for it, and a drainer started while it is stuck waits for the frames asked for
@@ -80,6 +80,8 @@ struct Queue {
     waiting: VecDeque<Waiting>,
     /// Frames asked for (`MADV_WILLNEED`), oldest first, that no drainer waits for yet.
     asked: VecDeque<Waiting>,
+    /// Frames asked for that a drainer has taken out of `asked` to see which are in (`hand_back_those_in`).
+    checking: usize,
     /// Drainer threads alive.
     drainers: usize,
     /// Drainers parked on [`WORK`] for want of frames.
@@ -95,15 +97,16 @@ struct Queue {
 enum Watch {
     /// None runs.
     Gone,
-    /// Parked until a frame waits with no drainer parked.
+    /// Parked until a frame waits, or is asked for, with no drainer parked.
     Parked,
-    /// Looking at the stall rule every [`STALLED`] while frames wait.
+    /// Looking at the stall rule every [`STALLED`] while frames wait or are asked for.
     Timing,
 }
 
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     waiting: VecDeque::new(),
     asked: VecDeque::new(),
+    checking: 0,
     drainers: 0,
     idle: 0,
     last_round: None,
@@ -156,7 +159,8 @@ pub(super) fn submit_abandoned(mapping: Arc<Mapping>, frame: Bytes) {
     });
 }
 
-/// Queues `frames`, slices of `mapping`, all at once, so that the drainer that takes one takes all.
+/// Queues `frames`, slices of `mapping`, all at once, so that the drainer that takes one takes all (while
+/// fewer than [`BATCH`] are asked for).
 #[cfg(test)]
 pub(super) fn submit_together(
     mapping: &Arc<Mapping>,
@@ -246,8 +250,13 @@ fn start_drainer(mut queue: MutexGuard<'static, Queue>) {
         let mut queue = self::queue();
         leave(&mut queue);
         if queue.drainers == 0 {
+            // Frames asked for are left by a drainer that panicked.
+            let asked: Vec<Waiting> = queue.asked.drain(..).collect();
             let stranded: Vec<Waiting> = queue.waiting.drain(..).collect();
             drop(queue);
+            for waiting in asked {
+                waiting.finish(true);
+            }
             for waiting in stranded {
                 waiting.finish(false);
             }
@@ -345,7 +354,7 @@ fn drain() {
         let take = queue
             .waiting
             .len()
-            .min(BATCH.saturating_sub(queue.asked.len()));
+            .min(BATCH.saturating_sub(queue.asked.len() + queue.checking));
         // Frames nobody waits for any more are not asked for; dropped once the lock is let go, since the
         // last handle on a mapping unmaps it.
         let (gone, arrived): (Vec<Waiting>, Vec<Waiting>) = queue
@@ -394,9 +403,9 @@ fn drain() {
     }
 }
 
-/// A drainer's place in [`Queue::drainers`], given back should the drainer panic (the frame it was waiting
-/// for then ends with an error, its sender dropped), with a new drainer started for the frames still
-/// waiting or asked for.
+/// A drainer's place in [`Queue::drainers`], given back should the drainer panic (the frames it held then
+/// end with an error, their senders dropped: the one it was waiting for, or those a hand-back had taken
+/// out), with a new drainer started for the frames still waiting or asked for.
 struct Counted;
 
 impl Drop for Counted {
@@ -412,23 +421,37 @@ impl Drop for Counted {
 }
 
 /// After a slow wait: hands back every frame asked for whose pages are in by now, and puts the others back,
-/// in order, before those asked for meanwhile.
+/// in order, before those asked for meanwhile. One drainer at a time looks (another skips it), so that the
+/// frames put back are older than any asked for meanwhile; while they are out they count towards
+/// [`BATCH`].
 fn hand_back_those_in() {
-    let asked = std::mem::take(&mut queue().asked);
-    let mut cold = VecDeque::with_capacity(asked.len());
-    for waiting in asked {
-        match waiting.mapping.residency(&waiting.frame, waiting.tail) {
-            Residency::Cold => cold.push_back(waiting),
-            Residency::Resident | Residency::Unmapped => waiting.finish(true),
+    let asked = {
+        let mut queue = queue();
+        if queue.checking > 0 || queue.asked.is_empty() {
+            return;
+        }
+        let asked = std::mem::take(&mut queue.asked);
+        queue.checking = asked.len();
+        asked
+    };
+    let (cold, resident): (VecDeque<Waiting>, VecDeque<Waiting>) =
+        asked.into_iter().partition(|waiting| {
+            waiting.mapping.residency(&waiting.frame, waiting.tail) == Residency::Cold
+        });
+    {
+        let mut queue = queue();
+        queue.checking = 0;
+        if !cold.is_empty() {
+            let mut cold = cold;
+            cold.append(&mut queue.asked);
+            queue.asked = cold;
+            arm_watch(queue);
         }
     }
-    if cold.is_empty() {
-        return;
+    // Outside the lock, once the cold ones are back where every drainer and the watch see them.
+    for waiting in resident {
+        waiting.finish(true);
     }
-    let mut queue = queue();
-    cold.append(&mut queue.asked);
-    queue.asked = cold;
-    arm_watch(queue);
 }
 
 impl Waiting {
