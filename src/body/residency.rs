@@ -66,6 +66,12 @@ pub(super) fn spawn_bring_in(
     Job::BroughtIn(queue::submit(mapping, frame, tail, ahead))
 }
 
+/// Queues `bytes`, a slice of `mapping`, to be asked for (`MADV_WILLNEED`) by the bring-in threads, and
+/// not waited for: a cold run's read-ahead.
+pub(super) fn ask_ahead(mapping: Arc<Mapping>, bytes: Bytes) {
+    queue::ask(mapping, bytes);
+}
+
 /// Reads `range` of `file` on `runtime`'s blocking pool.
 pub(super) fn spawn_read(
     runtime: &Handle,

@@ -70,9 +70,10 @@ struct Waiting {
     mapping: Arc<Mapping>,
     frame: Bytes,
     tail: usize,
-    /// Bytes after the tail to ask for as well, without waiting for them (the body's next frame).
+    /// Bytes after the tail to ask for as well, without waiting for them (the body's next frames).
     ahead: usize,
-    done: oneshot::Sender<io::Result<Bytes>>,
+    /// Where the frame goes once in; none for bytes only to be asked for ([`ask`]).
+    done: Option<oneshot::Sender<io::Result<Bytes>>>,
 }
 
 struct Queue {
@@ -140,9 +141,20 @@ pub(super) fn submit(
         frame,
         tail,
         ahead,
-        done,
+        done: Some(done),
     });
     result
+}
+
+/// Queues `bytes`, a slice of `mapping`, to be asked for and not waited for.
+pub(super) fn ask(mapping: Arc<Mapping>, bytes: Bytes) {
+    push(Waiting {
+        mapping,
+        frame: bytes,
+        tail: 0,
+        ahead: 0,
+        done: None,
+    });
 }
 
 /// Queues a frame whose receiver is already gone, as a response dropped before its frame was taken.
@@ -155,7 +167,7 @@ pub(super) fn submit_abandoned(mapping: Arc<Mapping>, frame: Bytes) {
         frame,
         tail: 0,
         ahead: 0,
-        done,
+        done: Some(done),
     });
 }
 
@@ -175,7 +187,7 @@ pub(super) fn submit_together(
             frame,
             tail: 0,
             ahead: 0,
-            done,
+            done: Some(done),
         });
         results.push(result);
     }
@@ -357,10 +369,8 @@ fn drain() {
             .min(BATCH.saturating_sub(queue.asked.len() + queue.checking));
         // Frames nobody waits for any more are not asked for; dropped once the lock is let go, since the
         // last handle on a mapping unmaps it.
-        let (gone, arrived): (Vec<Waiting>, Vec<Waiting>) = queue
-            .waiting
-            .drain(..take)
-            .partition(|waiting| waiting.done.is_closed());
+        let (gone, arrived): (Vec<Waiting>, Vec<Waiting>) =
+            queue.waiting.drain(..take).partition(Waiting::is_abandoned);
         // With nothing new to ask for, the oldest frame asked for before is taken under this same lock.
         let mut oldest = if arrived.is_empty() {
             queue.asked.pop_front()
@@ -384,7 +394,10 @@ fn drain() {
                     .ask_for(&waiting.frame, waiting.tail + waiting.ahead);
             }
             let mut queue = self::queue();
-            queue.asked.extend(arrived);
+            // Bytes only to be asked for are done with.
+            queue
+                .asked
+                .extend(arrived.into_iter().filter(|waiting| waiting.done.is_some()));
             oldest = queue.asked.pop_front();
             if queue.asked.is_empty() {
                 drop(queue);
@@ -455,19 +468,27 @@ fn hand_back_those_in() {
 }
 
 impl Waiting {
+    /// Whether the frame's response was dropped: nobody waits for it any more.
+    fn is_abandoned(&self) -> bool {
+        self.done.as_ref().is_some_and(oneshot::Sender::is_closed)
+    }
+
     /// Brings the frame in and hands it back: waits for the read asked for before when `asked`, asks for it
     /// and waits otherwise; a frame nobody waits for any more is dropped without the wait.
     fn finish(self, asked: bool) {
-        if self.done.is_closed() {
-            return;
-        }
         let Self {
             mapping,
             frame,
             tail,
-            done,
+            done: Some(done),
             ..
-        } = self;
+        } = self
+        else {
+            return;
+        };
+        if done.is_closed() {
+            return;
+        }
         let result = if asked {
             super::wait_for(&mapping, frame, tail)
         } else {

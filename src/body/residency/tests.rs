@@ -149,6 +149,62 @@ fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
     });
 }
 
+#[test]
+fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
+    let Some((_dir, path)) = cold_fixture() else {
+        return;
+    };
+    // No read-around of the kernel's own: only what the body asks for comes in.
+    let file = Arc::new(MmapFile::with_config(&path, crate::MmapConfig::random()).expect("map"));
+    if !is_cold(&file, LEN as u64) {
+        return;
+    }
+    const FRAME: usize = 65_536;
+    let window = super::super::read_ahead_window(FRAME);
+    assert_eq!(window, 4 * FRAME);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut body = MmapBody::file_range(Arc::clone(&file), 0..LEN as u64).expect("inside");
+        body.chunk_size = FRAME;
+        for i in 0..3 {
+            let frame = body
+                .frame()
+                .await
+                .expect("frame")
+                .expect("ok")
+                .into_data()
+                .expect("data");
+            assert_eq!(frame, pattern(LEN)[i * FRAME..(i + 1) * FRAME]);
+        }
+        // Three frames sent (the fourth made ready): the first bring-in asked for frames 1-4, and half of
+        // that used, the body asked for frames 5 and 6. A generous bound that only a missing request reaches.
+        let sixth = file
+            .range((5 * FRAME) as u64..(6 * FRAME) as u64)
+            .expect("inside");
+        let mut waited = 0;
+        while file.residency(&sixth, 0) == Residency::Cold && waited < 30_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 10;
+        }
+        assert_eq!(
+            file.residency(&sixth, 0),
+            Residency::Resident,
+            "frames past the first bring-in's were asked for"
+        );
+        let far = file
+            .range(1 << 20..(1 << 20) + FRAME as u64)
+            .expect("inside");
+        assert_eq!(
+            file.residency(&far, 0),
+            Residency::Cold,
+            "nothing past the window was"
+        );
+    });
+}
+
 /// Sends the whole body of `file` on a current-thread runtime; returns its bytes and the residency checks
 /// made meanwhile.
 fn send_counting_checks(file: &Arc<MmapFile>) -> (Vec<u8>, usize) {
