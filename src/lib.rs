@@ -36,7 +36,7 @@
 //!   bodies are taken up to 64 at a time, so the disk sees them together; one thread named
 //!   `mmap-serve-bring-in`, started on the first cold frame, and up to 3 more for a backlog or while every
 //!   one waits for a slow read, which `mmap-serve-bring-in-watch` looks for every 5 ms while frames wait),
-//!   reading the next frame ahead while the server sends the current one; a frame whose response was
+//!   reading up to four frames ahead while the server sends the current one; a frame whose response was
 //!   dropped before its turn is not read; a truncation found there ends the body with an error instead of
 //!   a SIGBUS;
 //! - [`MmapServe`] hands a response to the server only once the first frame of its body is in memory, so

@@ -152,9 +152,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// runs inline in `poll_frame`.
 ///
 /// Bodies read ahead: when one frame is handed out, the next one is split off and checked, and brought in if
-/// it is cold, while the server writes the first; and a frame's bring-in also asks for the frame after it,
-/// without waiting for it. So a cold download proceeds at the disk's pace, with up to two frames' reads in
-/// flight, rather than one frame at a time. Read-ahead never goes past the body's own bytes (the ranges the
+/// it is cold, while the server writes the first; and a frame's bring-in also asks for the four frames after
+/// it (at most 16 MiB), without waiting for them, and the body asks for more as it uses them. So a cold
+/// download proceeds at the disk's pace, with up to four frames' reads in flight, rather than one frame at a
+/// time. Read-ahead never goes past the body's own bytes (the ranges the
 /// client asked for), whatever [`MmapConfig`](crate::MmapConfig) says: the kernel's own read-around follows
 /// its hints (`MADV_RANDOM` turns it off, `MADV_SEQUENTIAL` widens it).
 ///
@@ -546,8 +547,8 @@ impl MmapBody {
     }
 
     /// Brings `frame`, a cold slice of the mapping, and the `tail` bytes after it in: by the bring-in threads,
-    /// or here without a runtime. The bring-in threads also ask for the body's next frame, without waiting for
-    /// it, so that a cold download keeps reads of two frames in flight.
+    /// or here without a runtime. The bring-in threads also ask for the body's next frames (up to
+    /// [`read_ahead_window`]), without waiting for them, so that a cold download keeps the disk reading.
     fn bring_in(&mut self, frame: Bytes, tail: usize) -> Next {
         let Some(mapping) = self.watch.as_ref().and_then(|w| w.file.mapping()).cloned() else {
             return Next::Ready(Ok(frame));
