@@ -191,20 +191,19 @@ pub(super) fn submit_together(
         });
         results.push(result);
     }
-    if queue.idle > 0 {
-        WORK.notify_one();
-    } else if wants_another(&queue, Instant::now()) {
-        start_drainer(queue);
-    } else {
-        arm_watch(queue);
-    }
+    see_taken(queue);
     results
 }
 
-/// Queues `waiting` and sees that a drainer will take it: a parked one, a new one, or the watch's.
+/// Queues `waiting` and sees that a drainer will take it.
 fn push(waiting: Waiting) {
     let mut queue = queue();
     queue.waiting.push_back(waiting);
+    see_taken(queue);
+}
+
+/// Sees that a drainer will take the frames just queued: a parked one, a new one, or one the watch starts.
+fn see_taken(queue: MutexGuard<'static, Queue>) {
     if queue.idle > 0 {
         WORK.notify_one();
     } else if wants_another(&queue, Instant::now()) {
