@@ -44,6 +44,19 @@ fn evict(path: &Path) {
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
 }
 
+/// The cold fixture mapped with `config`, or `None` when it could not be made cold.
+fn cold_file(config: crate::MmapConfig) -> Option<(tempfile::TempDir, MmapFile)> {
+    let (dir, path) = cold_fixture()?;
+    let file = MmapFile::with_config(&path, config).expect("map");
+    is_cold(&file, LEN as u64).then_some((dir, file))
+}
+
+/// The cold fixture mapped with `MmapConfig::random()`: no read-around of the kernel's own, so only what a
+/// bring-in or a body asks for comes in.
+fn cold_file_without_read_around() -> Option<(tempfile::TempDir, MmapFile)> {
+    cold_file(crate::MmapConfig::random())
+}
+
 /// Whether `file`'s first `len` bytes are out of memory; prints why the test is skipped when not.
 fn is_cold(file: &MmapFile, len: u64) -> bool {
     let cold = file.residency(&file.range(0..len).expect("inside"), 0) == Residency::Cold;
@@ -125,13 +138,7 @@ fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
         .expect("runtime");
     runtime.block_on(async {
         let mut body = MmapBody::file_range(Arc::clone(&file), 0..LEN as u64).expect("inside");
-        let first = body
-            .frame()
-            .await
-            .expect("frame")
-            .expect("ok")
-            .into_data()
-            .expect("data");
+        let first = next_data(&mut body).await;
         assert_eq!(file.residency(&first, 0), Residency::Resident);
         // Handing out the first frame split off the second and started bringing it in: its pages come in
         // without the body being polled again.
@@ -151,14 +158,10 @@ fn a_long_cold_body_reads_ahead_and_every_frame_arrives_resident() {
 
 #[test]
 fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
-    let Some((_dir, path)) = cold_fixture() else {
+    let Some((_dir, file)) = cold_file_without_read_around() else {
         return;
     };
-    // No read-around of the kernel's own: only what the body asks for comes in.
-    let file = Arc::new(MmapFile::with_config(&path, crate::MmapConfig::random()).expect("map"));
-    if !is_cold(&file, LEN as u64) {
-        return;
-    }
+    let file = Arc::new(file);
     const FRAME: usize = 65_536;
     let window = super::super::read_ahead_window(FRAME);
     assert_eq!(window, 4 * FRAME);
@@ -170,13 +173,7 @@ fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
         let mut body = MmapBody::file_range(Arc::clone(&file), 0..LEN as u64).expect("inside");
         body.chunk_size = FRAME;
         for i in 0..3 {
-            let frame = body
-                .frame()
-                .await
-                .expect("frame")
-                .expect("ok")
-                .into_data()
-                .expect("data");
+            let frame = next_data(&mut body).await;
             assert_eq!(frame, pattern(LEN)[i * FRAME..(i + 1) * FRAME]);
         }
         // Three frames sent (the fourth made ready): the first bring-in asked for frames 1-4, and half of
@@ -184,13 +181,8 @@ fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
         let sixth = file
             .range((5 * FRAME) as u64..(6 * FRAME) as u64)
             .expect("inside");
-        let mut waited = 0;
-        while file.residency(&sixth, 0) == Residency::Cold && waited < 30_000 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            waited += 10;
-        }
         assert_eq!(
-            file.residency(&sixth, 0),
+            resident_within_30_s(&file, &sixth).await,
             Residency::Resident,
             "frames past the first bring-in's were asked for"
         );
@@ -203,6 +195,16 @@ fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
             "nothing past the window was"
         );
     });
+}
+
+/// The next frame of `body`, which must be data.
+async fn next_data(body: &mut MmapBody) -> bytes::Bytes {
+    body.frame()
+        .await
+        .expect("frame")
+        .expect("ok")
+        .into_data()
+        .expect("data")
 }
 
 /// Sends the whole body of `file` on a current-thread runtime; returns its bytes and the residency checks
@@ -458,16 +460,14 @@ fn a_frame_queued_the_moment_every_bring_in_thread_is_stuck_on_a_slow_read_is_br
         // a stall period later, that nothing takes the frame; nothing else arrives to show it.
         let frame = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
         let next = super::spawn_bring_in(mapping_of(&file), frame, 0, 0);
-        // A generous bound that only a hang reaches: the frame must not wait for the held read.
-        let got = tokio::time::timeout(std::time::Duration::from_secs(60), next)
-            .await
-            .expect("brought in while the slow read is still held")
-            .expect("bytes");
+        let got = while_held(
+            next,
+            held.as_mut(),
+            "brought in while the slow read is still held",
+        )
+        .await
+        .expect("bytes");
         assert_eq!(got, pattern(LEN)[1 << 20..(1 << 20) + 65_536]);
-        assert!(
-            futures_poll_once(held.as_mut()).is_pending(),
-            "the held read is still waiting"
-        );
         gate.open();
         let slow_frame = held.await.expect("the held frame, once let go");
         assert_eq!(slow_frame, pattern(LEN)[..65_536]);
@@ -476,13 +476,9 @@ fn a_frame_queued_the_moment_every_bring_in_thread_is_stuck_on_a_slow_read_is_br
 
 #[test]
 fn a_frame_asked_for_with_a_slow_one_is_handed_back_while_the_slow_read_is_still_held() {
-    let Some((_dir, path)) = cold_fixture() else {
+    let Some((_dir, file)) = cold_file(crate::MmapConfig::default()) else {
         return;
     };
-    let file = MmapFile::new(&path).expect("map");
-    if !is_cold(&file, LEN as u64) {
-        return;
-    }
     let slow = file.range(0..65_536).expect("inside");
     let quick = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
     // The slow read: held at the gate until the end of the test.
@@ -498,17 +494,15 @@ fn a_frame_asked_for_with_a_slow_one_is_handed_back_while_the_slow_read_is_still
         let (held, quick) = (results.next().expect("two"), results.next().expect("two"));
         let mut held = std::pin::pin!(held);
         gate.reached.notified().await;
-        // A generous bound that only a hang reaches: the quick frame must not wait for the held read.
-        let got = tokio::time::timeout(std::time::Duration::from_secs(60), quick)
-            .await
-            .expect("handed back while the slow read is still held")
-            .expect("sent")
-            .expect("bytes");
+        let got = while_held(
+            quick,
+            held.as_mut(),
+            "handed back while the slow read is still held",
+        )
+        .await
+        .expect("sent")
+        .expect("bytes");
         assert_eq!(got, pattern(LEN)[1 << 20..(1 << 20) + 65_536]);
-        assert!(
-            futures_poll_once(held.as_mut()).is_pending(),
-            "the held read is still waiting"
-        );
         gate.open();
         let slow_frame = held
             .await
@@ -520,14 +514,9 @@ fn a_frame_asked_for_with_a_slow_one_is_handed_back_while_the_slow_read_is_still
 
 #[test]
 fn a_frame_whose_response_is_gone_is_not_read() {
-    let Some((_dir, path)) = cold_fixture() else {
+    let Some((_dir, file)) = cold_file_without_read_around() else {
         return;
     };
-    // No read-around of the kernel's own: only what a bring-in asks for comes in.
-    let file = MmapFile::with_config(&path, crate::MmapConfig::random()).expect("map");
-    if !is_cold(&file, LEN as u64) {
-        return;
-    }
     let abandoned = file.range(0..65_536).expect("inside");
     let wanted = file.range(1 << 20..(1 << 20) + 65_536).expect("inside");
     if file.residency(&abandoned, 0) != Residency::Cold {
@@ -553,6 +542,34 @@ fn a_frame_whose_response_is_gone_is_not_read() {
     );
 }
 
+/// `range`'s residency in `file` once it is no longer cold, or after 30 s: a read asked for and not waited
+/// for lands on its own, and the generous bound is only reached when it was never asked for.
+async fn resident_within_30_s(file: &MmapFile, range: &bytes::Bytes) -> Residency {
+    let mut waited = 0;
+    while file.residency(range, 0) == Residency::Cold && waited < 30_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 10;
+    }
+    file.residency(range, 0)
+}
+
+/// What `other` yields, which must come while `held` (a read held at a gate) stays pending: `what` is the
+/// failure, reached only at a generous bound that only a hang reaches.
+async fn while_held<F: std::future::Future, H: std::future::Future>(
+    other: F,
+    held: std::pin::Pin<&mut H>,
+    what: &str,
+) -> F::Output {
+    let got = tokio::time::timeout(std::time::Duration::from_secs(60), other)
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    assert!(
+        futures_poll_once(held).is_pending(),
+        "the held read is still waiting"
+    );
+    got
+}
+
 /// Polls `future` once with a waker that does nothing.
 fn futures_poll_once<F: std::future::Future>(
     future: std::pin::Pin<&mut F>,
@@ -563,14 +580,9 @@ fn futures_poll_once<F: std::future::Future>(
 
 #[test]
 fn a_bring_in_asks_for_the_bytes_ahead_of_its_frame_without_waiting_for_them() {
-    let Some((_dir, path)) = cold_fixture() else {
+    let Some((_dir, file)) = cold_file_without_read_around() else {
         return;
     };
-    // No read-ahead of the kernel's own: only what the bring-in asks for comes in.
-    let file = MmapFile::with_config(&path, crate::MmapConfig::random()).expect("map");
-    if !is_cold(&file, LEN as u64) {
-        return;
-    }
     let ahead = file.range(1 << 20..2 << 20).expect("inside");
     let beyond = file.range(2 << 20..3 << 20).expect("inside");
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -584,13 +596,8 @@ fn a_bring_in_asks_for_the_bytes_ahead_of_its_frame_without_waiting_for_them() {
             .expect("the frame");
         assert_eq!(got, pattern(LEN)[..1 << 20]);
         // The read asked for ahead lands on its own; a generous bound that only a missing request reaches.
-        let mut waited = 0;
-        while file.residency(&ahead, 0) == Residency::Cold && waited < 30_000 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            waited += 10;
-        }
         assert_eq!(
-            file.residency(&ahead, 0),
+            resident_within_30_s(&file, &ahead).await,
             Residency::Resident,
             "the bytes ahead were asked for"
         );
