@@ -165,6 +165,16 @@ fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
     const FRAME: usize = 65_536;
     let window = super::super::read_ahead_window(FRAME);
     assert_eq!(window, 4 * FRAME);
+    let sixth = file
+        .range((5 * FRAME) as u64..(6 * FRAME) as u64)
+        .expect("inside");
+    let far = file
+        .range(1 << 20..(1 << 20) + FRAME as u64)
+        .expect("inside");
+    if file.residency(&sixth, 0) != Residency::Cold || file.residency(&far, 0) != Residency::Cold {
+        eprintln!("skipped: posix_fadvise(DONTNEED) left the frames looked at in memory");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -178,17 +188,11 @@ fn a_cold_download_keeps_asking_ahead_of_the_frames_it_sends_and_no_further() {
         }
         // Three frames sent (the fourth made ready): the first bring-in asked for frames 1-4, and half of
         // that used, the body asked for frames 5 and 6. A generous bound that only a missing request reaches.
-        let sixth = file
-            .range((5 * FRAME) as u64..(6 * FRAME) as u64)
-            .expect("inside");
         assert_eq!(
             resident_within_30_s(&file, &sixth).await,
             Residency::Resident,
             "frames past the first bring-in's were asked for"
         );
-        let far = file
-            .range(1 << 20..(1 << 20) + FRAME as u64)
-            .expect("inside");
         assert_eq!(
             file.residency(&far, 0),
             Residency::Cold,
