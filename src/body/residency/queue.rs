@@ -446,6 +446,7 @@ fn hand_back_those_in() {
         queue.checking = asked.len();
         asked
     };
+    let _out = CheckingOut;
     let (cold, resident): (VecDeque<Waiting>, VecDeque<Waiting>) =
         asked.into_iter().partition(|waiting| {
             waiting.mapping.residency(&waiting.frame, waiting.tail) == Residency::Cold
@@ -463,6 +464,19 @@ fn hand_back_those_in() {
     // Outside the lock, once the cold ones are back where every drainer and the watch see them.
     for waiting in resident {
         waiting.finish(true);
+    }
+}
+
+/// A hand-back's frames out of [`Queue::asked`], whose count in [`Queue::checking`] is given back should the
+/// hand-back panic (those frames then end with an error, their senders dropped), so that hand-backs and the
+/// batch's room are not lost with it.
+struct CheckingOut;
+
+impl Drop for CheckingOut {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            queue().checking = 0;
+        }
     }
 }
 
