@@ -6,21 +6,23 @@
 
 use std::path::Path;
 
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use mmap_serve::{DirResolver, MmapServe};
 use tokio::net::TcpListener;
 
 /// Accepts connections on `listener` forever, serving files under `root`.
 pub async fn run(listener: TcpListener, root: &Path) {
-    let service = TowerToHyperService::new(MmapServe::new(DirResolver::new(root)));
+    let serve = MmapServe::new(DirResolver::new(root));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        // `respond` answers as soon as hyper has parsed a request head (see its docs).
+        let serve = serve.clone();
+        let service = service_fn(move |request| serve.respond(request));
         tokio::spawn(async move {
             // `auto` speaks HTTP/1.1, and HTTP/2 to clients that open with the h2c preface.
             let _ = auto::Builder::new(TokioExecutor::new())

@@ -18,9 +18,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use mmap_serve::{CidResolver, MmapServe};
 use tokio::net::TcpListener;
 
@@ -35,13 +35,14 @@ pub fn gateway(store: &Path, verify: bool) -> MmapServe<CidResolver> {
 
 /// Accepts connections on `listener` forever, serving the gateway over `store`.
 pub async fn run(listener: TcpListener, store: &Path, verify: bool) {
-    let service = TowerToHyperService::new(gateway(store, verify));
+    let serve = gateway(store, verify);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let serve = serve.clone();
+        let service = service_fn(move |request| serve.respond(request));
         tokio::spawn(async move {
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

@@ -31,17 +31,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper_util::service::TowerToHyperService;
+use hyper::service::service_fn;
 use mmap_serve::{
-    CidResolver, DirResolver, MmapBody, MmapCache, MmapServe, Revalidate, SafetensorsResolver,
+    CidResolver, DirResolver, MmapBody, MmapCache, MmapServe, MmapServeFuture, Resolve, Revalidate,
+    SafetensorsResolver,
 };
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::net::TcpListener;
-use tower::Service;
 
 #[path = "support/server.rs"]
 mod server;
@@ -218,20 +218,24 @@ async fn run(args: server::Args, options: Options) -> Result<(), Box<dyn Error>>
     let blocks = ipfs.map(|store| {
         MmapServe::with_cache(CidResolver::new(store).bare_paths(false), cache).require_host(true)
     });
+    // Mounted with `service_fn` and `respond`, which answers as soon as hyper has a request head (see
+    // `MmapServe::respond` for what `TowerToHyperService` costs instead).
     match (files, blocks) {
         (Files::Tensors(files), None) => {
-            server::accept(listener, TowerToHyperService::new(files), &args).await
+            let service = service_fn(move |request| files.respond(request));
+            server::accept(listener, service, &args).await
         }
         (Files::Plain(files), None) => {
-            server::accept(listener, TowerToHyperService::new(files), &args).await
+            let service = service_fn(move |request| files.respond(request));
+            server::accept(listener, service, &args).await
         }
         (Files::Tensors(files), Some(blocks)) => {
             let gateway = Gateway { blocks, files };
-            server::accept(listener, TowerToHyperService::new(gateway), &args).await
+            server::accept(listener, service_fn(move |r| gateway.respond(r)), &args).await
         }
         (Files::Plain(files), Some(blocks)) => {
             let gateway = Gateway { blocks, files };
-            server::accept(listener, TowerToHyperService::new(gateway), &args).await
+            server::accept(listener, service_fn(move |r| gateway.respond(r)), &args).await
         }
     }
 }
@@ -250,31 +254,43 @@ fn under_ipfs(path: &str) -> bool {
 /// fall-through layer: a CID the store does not have is the gateway's 404, never a file of the directory
 /// that happens to sit at `ipfs/{cid}` (which a layer would serve, unverified, as it passes on every
 /// request whose file is missing).
-#[derive(Clone)]
-struct Gateway<F> {
+struct Gateway<R> {
     blocks: MmapServe<CidResolver>,
-    files: F,
+    files: MmapServe<R>,
 }
 
-impl<F, B> Service<Request<B>> for Gateway<F>
-where
-    F: Service<Request<B>, Response = Response<MmapBody>, Error = Infallible>,
-    F::Future: Send + 'static,
-{
-    type Response = Response<MmapBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<MmapBody>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        ready!(Service::<Request<B>>::poll_ready(&mut self.blocks, cx))?;
-        self.files.poll_ready(cx)
+impl<R> Clone for Gateway<R> {
+    fn clone(&self) -> Self {
+        Self {
+            blocks: self.blocks.clone(),
+            files: self.files.clone(),
+        }
     }
+}
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<R: Resolve> Gateway<R> {
+    fn respond<B>(&self, request: Request<B>) -> Routed<R> {
         if under_ipfs(request.uri().path()) {
-            Box::pin(self.blocks.call(request))
+            Routed::Blocks(self.blocks.respond(request))
         } else {
-            Box::pin(self.files.call(request))
+            Routed::Files(self.files.respond(request))
+        }
+    }
+}
+
+/// The answer of the service a request was routed to.
+enum Routed<R: Resolve> {
+    Blocks(MmapServeFuture<CidResolver>),
+    Files(MmapServeFuture<R>),
+}
+
+impl<R: Resolve> Future for Routed<R> {
+    type Output = Result<Response<MmapBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Blocks(future) => Pin::new(future).poll(cx),
+            Self::Files(future) => Pin::new(future).poll(cx),
         }
     }
 }

@@ -190,6 +190,51 @@ impl<R: Resolve> MmapServe<R> {
         &self.resolver
     }
 
+    /// Answers `request`: what [`Service::call`] does, through a shared reference and with no readiness to
+    /// wait for (the service is always ready).
+    ///
+    /// This is the way to mount the service on a hyper 1 server: `hyper::service::service_fn(move |request|
+    /// serve.respond(request))`. hyper calls its service as soon as it has parsed a request head, and the
+    /// request is answered (and its head dropped) right there. `hyper_util`'s `TowerToHyperService` instead
+    /// holds the request in its future until the connection polls it, and hyper reads the socket in between:
+    /// the head, a slice of hyper's read buffer, still holds that buffer, so each request costs a fresh
+    /// 8 KiB buffer (measured through the `serve` binary under callgrind: about 1,000 instructions more per
+    /// request, 6% of a 4 KiB GET).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use hyper_util::rt::{TokioExecutor, TokioIo};
+    /// use hyper_util::server::conn::auto;
+    /// use mmap_serve::{DirResolver, MmapServe};
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let serve = MmapServe::new(DirResolver::new("./data"));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// loop {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let serve = serve.clone();
+    ///     let service = hyper::service::service_fn(move |request| serve.respond(request));
+    ///     tokio::spawn(async move {
+    ///         let builder = auto::Builder::new(TokioExecutor::new());
+    ///         let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn respond<B>(&self, request: Request<B>) -> MmapServeFuture<R> {
+        let (head, _body) = request.into_parts();
+        // RFC 9112 §3.2: a bad Host field is refused whatever the method and whatever the resolver says.
+        let reply = match self.refusal(&head) {
+            Some(reason) => Reply::Refused(reason),
+            None if target::is_get_or_head(&head.method) => {
+                return MmapServeFuture::start(self.start(head, None));
+            }
+            None => Reply::Method,
+        };
+        MmapServeFuture::ready(render(&head, reply))
+    }
+
     /// Why `head` is refused with 400 before any file is looked for: a malformed target or Host field, or
     /// (with [`require_host`](Self::require_host)) a missing one. The one place both forms check it.
     pub(super) fn refusal(&self, head: &http::request::Parts) -> Option<&'static str> {
@@ -240,16 +285,7 @@ impl<R: Resolve, B> Service<Request<B>> for MmapServe<R> {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (head, _body) = request.into_parts();
-        // RFC 9112 §3.2: a bad Host field is refused whatever the method and whatever the resolver says.
-        let reply = match self.refusal(&head) {
-            Some(reason) => Reply::Refused(reason),
-            None if target::is_get_or_head(&head.method) => {
-                return MmapServeFuture::start(self.start(head, None));
-            }
-            None => Reply::Method,
-        };
-        MmapServeFuture::ready(render(&head, reply))
+        self.respond(request)
     }
 }
 
