@@ -143,7 +143,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
 /// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
 /// allocation; the last 4 KiB held back are checked, and brought in, with the frame before them, in the same
-/// call). When they are, the frame is yielded at once. When they are not, the frame is queued for the crate's
+/// call; in a `multipart/byteranges` body, the parts that follow a part in ascending order within 1 MiB of it
+/// (the chunk size, if smaller) are checked in the same call too, and not again, unless a page between them
+/// is cold: then each part is checked alone, and the pages between parts are never read). When they are,
+/// the frame is yielded at once. When they are not, the frame is queued for the crate's
 /// bring-in threads, which take the cold frames of every body in batches (`MADV_WILLNEED` on each frame of
 /// a batch, one read-ahead request per frame that the disk queues with the others, then
 /// `MADV_POPULATE_READ` on each in turn, up to 64 in flight), and yielded once it is in; the worker serves
@@ -265,6 +268,63 @@ struct MultipartState {
     current: Segment,
     next_piece: usize,
     remaining: u64,
+    /// The addresses of the mapping that a check of an earlier frame found in memory together with it: the
+    /// parts close after that frame, whose frames are then not checked again (see [`NEARBY_PARTS`]).
+    resident: Range<usize>,
+    /// False once a check of a frame and the parts after it found some page between them cold: the frames
+    /// are then checked one by one, so that a cold gap no part needs is never read.
+    nearby: bool,
+}
+
+/// How far past the start of a frame of a multipart body the check of that frame reaches to cover the parts
+/// after it, at most (and never past the body's chunk size, 1 MiB by default): one `mincore` call for every
+/// part within it instead of one each (a tensor client gathering rows asks for many close ranges of one file
+/// in one request). 2 MiB is what one call looks at (`mmap::residency`).
+const NEARBY_PARTS: usize = 2 << 20;
+
+impl MultipartState {
+    /// Whether `frame` lies where an earlier check found the mapping in memory.
+    fn known_resident(&self, frame: &[u8]) -> bool {
+        let start = frame.as_ptr() as usize;
+        !frame.is_empty()
+            && start >= self.resident.start
+            && start + frame.len() <= self.resident.end
+    }
+
+    /// How many bytes after `frame` (a slice of the mapping that ends its part) the parts that follow it
+    /// reach: each starting at or after the end of the one before, all ending within `limit` bytes of the
+    /// frame's start. 0 when no part qualifies, or `frame` is not the end of a part of a mapping.
+    fn nearby_parts(&self, frame: &[u8], limit: usize) -> usize {
+        let Content::Memory(bytes) = &self.content else {
+            return 0;
+        };
+        if !self.nearby || self.current.len() > 0 || self.next_piece % 2 == 1 {
+            return 0;
+        }
+        let base = bytes.as_ptr() as usize;
+        let (start, end) = (
+            frame.as_ptr() as usize,
+            frame.as_ptr() as usize + frame.len(),
+        );
+        let mut reach = end;
+        // The piece after `next_piece - 1` (this part's data) is a header; the next data is one further.
+        let mut piece = self.next_piece + 1;
+        while let Some(Piece::Data(data)) = self.layout.piece_at(piece) {
+            let (Ok(from), Ok(to)) = (
+                usize::try_from(self.offset + data.start),
+                usize::try_from(self.offset + data.end),
+            ) else {
+                break;
+            };
+            let (from, to) = (base + from, base + to);
+            if from < reach || to - start > limit {
+                break;
+            }
+            reach = to;
+            piece += 2;
+        }
+        reach - end
+    }
 }
 
 impl MmapBody {
@@ -299,6 +359,8 @@ impl MmapBody {
             current: Segment::Memory(Bytes::new()),
             next_piece: 0,
             remaining,
+            resident: 0..0,
+            nearby: true,
         };
         Self::with_kind(Kind::Multipart(Box::new(state)), chunk_size)
     }
@@ -509,6 +571,13 @@ impl MmapBody {
                 let residency = if self.checked_ahead > 0 {
                     self.checked_ahead -= 1;
                     Residency::Resident
+                } else if let Kind::Multipart(state) = &mut self.kind {
+                    if state.known_resident(&frame) {
+                        Residency::Resident
+                    } else {
+                        let limit = self.chunk_size.min(NEARBY_PARTS);
+                        check_with_nearby_parts(state, &watch.file, &frame, limit)
+                    }
                 } else {
                     let residency = watch.file.residency(&frame, tail);
                     if residency == Residency::Resident {
@@ -708,6 +777,33 @@ impl MmapBody {
                 state.next_piece += 1;
             },
         }
+    }
+}
+
+/// Whether `frame`, a frame of a multipart body, is in memory, asked together with the parts close after it
+/// (one `mincore` for all of them): when they are all in, their frames are not checked again; when some page
+/// among them is cold, `frame` is asked alone, and so is every later frame of the body.
+fn check_with_nearby_parts(
+    state: &mut MultipartState,
+    file: &MmapFile,
+    frame: &[u8],
+    limit: usize,
+) -> Residency {
+    let ahead = state.nearby_parts(frame, limit);
+    if ahead == 0 {
+        return file.residency(frame, 0);
+    }
+    match file.residency(frame, ahead) {
+        Residency::Resident => {
+            let start = frame.as_ptr() as usize;
+            state.resident = start..start + frame.len() + ahead;
+            Residency::Resident
+        }
+        Residency::Cold => {
+            state.nearby = false;
+            file.residency(frame, 0)
+        }
+        Residency::Unmapped => Residency::Unmapped,
     }
 }
 

@@ -612,3 +612,115 @@ fn a_bring_in_asks_for_the_bytes_ahead_of_its_frame_without_waiting_for_them() {
         );
     });
 }
+
+/// `GET /{name}` with a Range header of `ranges`, answered by `serve` on a current-thread runtime once a HEAD
+/// request has mapped the file: the data of each part of the multipart answer, in order, and the residency
+/// checks made while the answer was made and sent.
+fn multipart_counting_checks(
+    serve: &MmapServe<DirResolver>,
+    name: &str,
+    ranges: &[std::ops::Range<usize>],
+) -> (Vec<Vec<u8>>, usize) {
+    use crate::mmap::residency::CHECKS;
+    let spec: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.start, r.end - 1))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let uri = format!("/{name}");
+        let head = http::Request::head(&uri).body(()).expect("request");
+        serve.clone().oneshot(head).await.expect("infallible");
+        let request = http::Request::get(&uri)
+            .header("range", format!("bytes={}", spec.join(",")))
+            .body(())
+            .expect("request");
+        let before = CHECKS.with(std::cell::Cell::get);
+        let response = serve.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), http::StatusCode::PARTIAL_CONTENT);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("sent")
+            .to_bytes();
+        let checks = CHECKS.with(std::cell::Cell::get) - before;
+        // Each part: its headers up to a blank line, then exactly the range's bytes.
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for range in ranges {
+            let blank = body[at..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("a part's headers end");
+            let start = at + blank + 4;
+            parts.push(body[start..start + range.len()].to_vec());
+            at = start + range.len();
+        }
+        (parts, checks)
+    })
+}
+
+#[test]
+fn the_parts_of_a_multipart_answer_close_to_each_other_are_checked_with_one_call() {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
+    let content = pattern(3 << 20);
+    std::fs::write(dir.path().join("rows.bin"), &content).expect("write");
+    let serve = MmapServe::new(DirResolver::new(dir.path()));
+    // Ten rows within 80 KiB, then two more 2 MiB further on (past the reach of one check).
+    let mut ranges: Vec<_> = (0..10).map(|i| i * 8192..i * 8192 + 100).collect();
+    ranges.extend([2 << 20..(2 << 20) + 100, (2 << 20) + 8192..(2 << 20) + 8292]);
+    let (parts, checks) = multipart_counting_checks(&serve, "rows.bin", &ranges);
+    for (part, range) in parts.iter().zip(&ranges) {
+        assert_eq!(part[..], content[range.clone()]);
+    }
+    assert_eq!(
+        checks, 2,
+        "one check for the first ten parts, one for the last two"
+    );
+}
+
+#[test]
+fn a_cold_page_between_the_parts_of_a_multipart_answer_is_not_read() {
+    use std::os::unix::fs::FileExt;
+    let Some((dir, path)) = cold_fixture() else {
+        return;
+    };
+    // Five parts, 64 KiB apart: their own pages read into memory (no read-ahead), the pages between cold.
+    let ranges: Vec<_> = (0..5).map(|i| i * 65536..i * 65536 + 100).collect();
+    let file = std::fs::File::open(&path).expect("open");
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random).expect("fadvise");
+    for range in &ranges {
+        file.read_exact_at(&mut [0; 100], range.start as u64)
+            .expect("read");
+    }
+    let cache = Arc::new(MmapCache::new(10));
+    let serve = MmapServe::with_cache(DirResolver::new(dir.path()), Arc::clone(&cache));
+    let mapped = cache.get_or_create(&path).expect("map");
+    let gap = || mapped.residency(&mapped.range(32768..36864).expect("inside"), 0);
+    let parts_in = ranges.iter().all(|r| {
+        mapped.residency(
+            &mapped.range(r.start as u64..r.end as u64).expect("inside"),
+            0,
+        ) == Residency::Resident
+    });
+    if gap() != Residency::Cold || !parts_in {
+        eprintln!("skipped: the page cache did not keep the parts in and the gap out");
+        return;
+    }
+    let (parts, checks) = multipart_counting_checks(&serve, "cold.bin", &ranges);
+    let content = pattern(LEN);
+    for (part, range) in parts.iter().zip(&ranges) {
+        assert_eq!(part[..], content[range.clone()]);
+    }
+    // The check of the first part with the four after it finds the gap cold; then each part is asked alone.
+    assert_eq!(checks, 1 + 5);
+    assert_eq!(
+        cache.stats().frames_brought_in,
+        0,
+        "every part was in memory"
+    );
+    assert_eq!(gap(), Residency::Cold, "the gap was never read");
+}
