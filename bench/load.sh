@@ -694,7 +694,8 @@ w("- nginx $nginx_version: one worker, \`sendfile on\`, \`tcp_nopush off\`, \`tc
 w("- Rust servers: \`examples/serve.rs\` (mmap-serve, default configuration), \`examples/serve_dir.rs\` "
   "(tower-http ServeDir, default 64 KiB read chunks), \`examples/ceiling.rs\` (files preloaded as \`Bytes\`, "
   "every body a slice of them); each a multi-threaded Tokio runtime with one worker, hyper-util \`auto\` "
-  "(HTTP/1.1 here), TCP_NODELAY. Release build.")
+  "(HTTP/1.1 here), TCP_NODELAY, the service called by hyper's \`service_fn\` as soon as a request head is "
+  "parsed (\`MmapServe::respond\`; a clone of ServeDir, after its \`poll_ready\`). Release build.")
 w("- Multipart answer per server: " + ", ".join(f"{labels[s]} {multipart[s]}" for s in servers) + ".")
 w("- Fixtures: random bytes; \`/small.bin\` 4 KiB, \`/big256.bin\` 256 MiB, \`/big1g.bin\` 1 GiB, "
   "\`/dir/f0000.bin\`..\`/dir/f1999.bin\` 64 KiB each. Multipart range: \`$multi_range\`.")

@@ -14,9 +14,13 @@
 
 use std::error::Error;
 use std::path::PathBuf;
+use std::task::{Context, Waker};
 
-use hyper_util::service::TowerToHyperService;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use tokio::net::TcpListener;
+use tower::Service;
 use tower_http::services::ServeDir;
 
 #[path = "support/server.rs"]
@@ -36,10 +40,17 @@ async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
         root.display(),
         args.threads
     );
-    server::accept(
-        listener,
-        TowerToHyperService::new(ServeDir::new(&root)),
-        &args,
-    )
-    .await
+    // Called as soon as hyper has a request head, as `serve` and `ceiling` are (see
+    // `MmapServe::respond` for what `TowerToHyperService` would cost instead).
+    let dir = ServeDir::new(&root);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let mut dir = dir.clone();
+        let ready = Service::<Request<Incoming>>::poll_ready(
+            &mut dir,
+            &mut Context::from_waker(Waker::noop()),
+        );
+        assert!(ready.is_ready(), "ServeDir is always ready");
+        dir.call(request)
+    });
+    server::accept(listener, service, &args).await
 }
