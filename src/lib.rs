@@ -31,7 +31,8 @@
 //!
 //! - [`MmapServe`] opens, maps and revalidates on the blocking pool (see its docs);
 //! - every [`MmapBody`] over a mapping checks each frame's pages with `mincore(2)` before yielding it (on the
-//!   worker: one system call per frame, no allocation), sends a resident frame at once, and brings a cold one
+//!   worker: at most one system call per frame, none for the parts of a multipart body checked with a part
+//!   close before them, no allocation), sends a resident frame at once, and brings a cold one
 //!   in first on the crate's bring-in threads (`MADV_WILLNEED` + `MADV_POPULATE_READ`; the cold frames of all
 //!   bodies are taken up to 64 at a time, so the disk sees them together; one thread named
 //!   `mmap-serve-bring-in`, started on the first cold frame, and up to 3 more for a backlog or while every

@@ -143,10 +143,10 @@ pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// worker waits for the disk when it writes one. Before it yields a frame of a mapping, it asks the kernel
 /// whether exactly that frame's pages are in the page cache (one `mincore(2)` per frame, on the worker, no
 /// allocation; the last 4 KiB held back are checked, and brought in, with the frame before them, in the same
-/// call; in a `multipart/byteranges` body, the parts that follow a part in ascending order within 1 MiB of it
-/// (the chunk size, if smaller) are checked in the same call too, and not again, unless a page between them
-/// is cold: then each part is checked alone, and the pages between parts are never read). When they are,
-/// the frame is yielded at once. When they are not, the frame is queued for the crate's
+/// call; in a `multipart/byteranges` body, the parts that follow a part in ascending order and end within the
+/// chunk size of its start (1 MiB by default, 2 MiB at most) are checked in the same call too, and not again,
+/// unless a page between them is cold: then each part is checked alone, and the pages between parts are never
+/// read). When they are, the frame is yielded at once. When they are not, the frame is queued for the crate's
 /// bring-in threads, which take the cold frames of every body in batches (`MADV_WILLNEED` on each frame of
 /// a batch, one read-ahead request per frame that the disk queues with the others, then
 /// `MADV_POPULATE_READ` on each in turn, up to 64 in flight), and yielded once it is in; the worker serves
