@@ -307,9 +307,9 @@ impl MultipartState {
             frame.as_ptr() as usize + frame.len(),
         );
         let mut reach = end;
-        // The piece after `next_piece - 1` (this part's data) is a header; the next data is one further.
-        let mut piece = self.next_piece + 1;
-        while let Some(Piece::Data(data)) = self.layout.piece_at(piece) {
+        // This part's data was piece `next_piece - 1`, so the next part is `next_piece / 2`.
+        let mut part = self.next_piece / 2;
+        while let Some(data) = self.layout.part_data(part) {
             let (Ok(from), Ok(to)) = (
                 usize::try_from(self.offset + data.start),
                 usize::try_from(self.offset + data.end),
@@ -321,7 +321,7 @@ impl MultipartState {
                 break;
             }
             reach = to;
-            piece += 2;
+            part += 1;
         }
         reach - end
     }

@@ -205,6 +205,11 @@ impl Multipart {
         }
     }
 
+    /// The range of the representation part `part` carries (piece `2 * part + 1`), None past the last part.
+    pub(crate) fn part_data(&self, part: usize) -> Option<&Range<u64>> {
+        self.parts.get(part).map(|p| &p.data)
+    }
+
     /// Piece `index`: a slice of the framing buffer, or the range of the representation a part carries
     /// (non-empty, inside the planned length). Returns None past the end.
     pub(crate) fn piece_at(&self, index: usize) -> Option<Piece> {
