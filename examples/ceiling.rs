@@ -12,6 +12,12 @@
 //! (strong comparison), HEAD, 404 and 405. It does not coalesce or limit ranges beyond a count, and it
 //! never notices a file changing on disk: it is a yardstick, not a server to deploy.
 //!
+//! With `--checks` it also makes the system calls mmap-serve makes for every range answer to keep its promises,
+//! and ignores what they say: before each part, whether its pages are in memory (`MmapFile::range_resident`
+//! polled once, one `mincore(2)` on a mapping of the file), and once per answer whether the file on disk is
+//! still the one loaded (one `fstat(2)`). The load bench runs it beside the plain ceiling to show what those
+//! checks cost on the machine, apart from everything else a server does.
+//!
 //! Runtime settings, as in `serve`: a multi-threaded Tokio runtime with `--threads` workers (default 1 here),
 //! the same hyper-util `auto` connection builder, and `TCP_NODELAY` on every connection.
 
@@ -50,21 +56,36 @@ const MAX_RANGES: usize = 64;
 mod server;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = server::args("ceiling", 8083, 1, &[], |_, _| Ok(()));
-    server::run(args.threads, run(args))
+    let mut checks = false;
+    let flags = [server::Flag {
+        name: "--checks",
+        value: None,
+        help: "before each range part, mincore(2) its pages in a mapping of the file, and fstat(2) the file \
+               once per range answer, as mmap-serve does (results ignored; default: no system calls)",
+    }];
+    let args = server::args("ceiling", 8083, 1, &flags, |_, _| {
+        checks = true;
+        Ok(())
+    });
+    server::run(args.threads, run(args, checks))
 }
 
-async fn run(args: server::Args) -> Result<(), Box<dyn Error>> {
+async fn run(args: server::Args, checks: bool) -> Result<(), Box<dyn Error>> {
     let root = args.root.clone().ok_or("--root is required")?;
-    let files = Arc::new(Files::load(&root)?);
+    let files = Arc::new(Files::load(&root, checks)?);
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!(
-        "ceiling: serving {} files ({} MiB, in memory) from {} at http://{addr}/ ({} worker threads)",
+        "ceiling: serving {} files ({} MiB, in memory) from {} at http://{addr}/ ({} worker threads{})",
         files.by_path.len(),
         files.total_len() >> 20,
         root.display(),
-        args.threads
+        args.threads,
+        if checks {
+            ", with mmap-serve's system calls"
+        } else {
+            ""
+        }
     );
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         std::future::ready(Ok::<_, Infallible>(files.respond(&request)))
@@ -80,6 +101,8 @@ struct Files {
 /// One preloaded file and its preformatted header values.
 struct File {
     bytes: Bytes,
+    /// With `--checks`: the file mapped, and open, for the system calls of mmap-serve's checks.
+    checks: Option<(mmap_serve::MmapFile, std::fs::File)>,
     content_type: HeaderValue,
     content_length: HeaderValue,
     etag: HeaderValue,
@@ -88,7 +111,7 @@ struct File {
 
 impl Files {
     /// Reads every regular file under `root` into memory.
-    fn load(root: &Path) -> std::io::Result<Self> {
+    fn load(root: &Path, checks: bool) -> std::io::Result<Self> {
         let mut by_path = HashMap::new();
         let mut dirs = vec![root.to_path_buf()];
         while let Some(dir) = dirs.pop() {
@@ -105,7 +128,7 @@ impl Files {
                     let Some(relative) = relative.to_str() else {
                         continue; // Not valid UTF-8: no URL path can name it here.
                     };
-                    by_path.insert(format!("/{relative}"), File::load(&path)?);
+                    by_path.insert(format!("/{relative}"), File::load(&path, checks)?);
                 }
             }
         }
@@ -136,8 +159,14 @@ impl Files {
 }
 
 impl File {
-    fn load(path: &Path) -> std::io::Result<Self> {
+    fn load(path: &Path, checks: bool) -> std::io::Result<Self> {
         let bytes = Bytes::from(std::fs::read(path)?);
+        let checks = if checks {
+            let mapped = mmap_serve::MmapFile::new(path).map_err(std::io::Error::other)?;
+            Some((mapped, std::fs::File::open(path)?))
+        } else {
+            None
+        };
         let modified = std::fs::metadata(path)?.modified()?;
         let nanos = modified
             .duration_since(UNIX_EPOCH)
@@ -150,6 +179,7 @@ impl File {
             etag: value(format!("\"{:x}-{nanos:x}\"", bytes.len())),
             last_modified: value(httpdate::fmt_http_date(modified)),
             bytes,
+            checks,
         })
     }
 
@@ -181,11 +211,16 @@ impl File {
             .header(header::LAST_MODIFIED, self.last_modified.clone());
         let body = |b: Body| if head { Body::empty() } else { b };
         match ranges {
-            Ranges::Ignore => builder
-                .header(header::CONTENT_TYPE, self.content_type.clone())
-                .header(header::CONTENT_LENGTH, self.content_length.clone())
-                .body(body(Body::one(self.bytes.clone())))
-                .expect("a valid response"),
+            Ranges::Ignore => {
+                if !head {
+                    self.check(std::slice::from_ref(&(0..len)));
+                }
+                builder
+                    .header(header::CONTENT_TYPE, self.content_type.clone())
+                    .header(header::CONTENT_LENGTH, self.content_length.clone())
+                    .body(body(Body::one(self.bytes.clone())))
+                    .expect("a valid response")
+            }
             // §15.5.17: 416 says how long the representation is.
             Ranges::Unsatisfiable => builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -194,6 +229,9 @@ impl File {
                 .expect("a valid response"),
             Ranges::Satisfiable(parts) if parts.len() == 1 => {
                 let part = &parts[0];
+                if !head {
+                    self.check(&parts);
+                }
                 builder
                     .status(StatusCode::PARTIAL_CONTENT)
                     .header(header::CONTENT_TYPE, self.content_type.clone())
@@ -203,6 +241,9 @@ impl File {
                     .expect("a valid response")
             }
             Ranges::Satisfiable(parts) => {
+                if !head {
+                    self.check(&parts);
+                }
                 let pieces = self.multipart(&parts);
                 let length: usize = pieces.iter().map(Bytes::len).sum();
                 builder
@@ -221,6 +262,24 @@ impl File {
     fn slice(&self, part: &Range<u64>) -> Bytes {
         // Parts are inside 0..len, and len came from a usize.
         self.bytes.slice(part.start as usize..part.end as usize)
+    }
+
+    /// With `--checks`, for an answer that sends `parts` of the file: the system calls mmap-serve makes for
+    /// it, their results ignored. For a mapped file (a small one is on the heap, and costs none), before each
+    /// part whether its pages are in memory (`range_resident` polled once: one `mincore`, and no more while
+    /// the pages are in, as the bench keeps them), then one `fstat` of the open file, as mmap-serve's body
+    /// makes before its last frame.
+    fn check(&self, parts: &[Range<u64>]) {
+        let Some((mapped, open)) = &self.checks else {
+            return;
+        };
+        for part in parts {
+            let ready = std::pin::pin!(mapped.range_resident(part.clone()));
+            let _ = ready.poll(&mut Context::from_waker(std::task::Waker::noop()));
+        }
+        if mapped.is_mapped() {
+            let _ = std::hint::black_box(open.metadata());
+        }
     }
 
     /// §14.6: each part behind a delimiter line and its own Content-Type and Content-Range, then the close
