@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load bench: mmap-serve against nginx (sendfile), tower-http ServeDir and an in-memory hyper server (the
-# ceiling), each server on one core and wrk on the other, seven workloads in alternating rounds. Writes the
-# medians and ratios to BENCHMARKS.md.
+# ceiling, run twice: plain, and making the system calls mmap-serve makes), each server on one core and wrk on
+# the other, seven workloads in alternating rounds. Writes the medians and ratios to BENCHMARKS.md.
 #
 #   bench/load.sh                          # full run: 5 rounds x 3 s per workload per server
 #                                          # (10 minutes on an idle machine, 14 with waits for quiet)
@@ -12,7 +12,7 @@
 #   WARMUP [1]       seconds of unmeasured wrk per workload and server, before the first round
 #   CONNS [64]       connections (the 256 MiB workload uses BIG_CONNS [4])
 #   SERVER_CPU [1]   core of every server              CLIENT_CPU [0]    core of wrk (and of this script)
-#   BASE_PORT [18080]  servers listen on 127.0.0.1:BASE_PORT..BASE_PORT+3
+#   BASE_PORT [18080]  servers listen on 127.0.0.1:BASE_PORT..BASE_PORT+4
 #   SERVERS ["nginx serve_dir ceiling ceiling_checks mmap-serve"]   a subset for debugging (a ratio needs
 #                    mmap-serve and the other server); ceiling_checks is the ceiling with --checks: the same
 #                    in-memory server making the system calls mmap-serve makes to keep its promises

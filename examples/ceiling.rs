@@ -12,10 +12,11 @@
 //! (strong comparison), HEAD, 404 and 405. It does not coalesce or limit ranges beyond a count, and it
 //! never notices a file changing on disk: it is a yardstick, not a server to deploy.
 //!
-//! With `--checks` it also makes the system calls mmap-serve makes for every range answer to keep its promises,
-//! and ignores what they say: before each part, whether its pages are in memory (`MmapFile::range_resident`
-//! polled once, one `mincore(2)` on a mapping of the file), and once per answer whether the file on disk is
-//! still the one loaded (one `fstat(2)`). The load bench runs it beside the plain ceiling to show what those
+//! With `--checks` it also makes the system calls mmap-serve makes to keep its promises for every GET answer
+//! that sends bytes of a mapped file (a 200 or a 206; files small enough for mmap-serve to hold on the heap
+//! need none), and ignores what they say: before each part sent (the whole file for a 200), whether its pages
+//! are in memory (`MmapFile::range_resident` polled once, one `mincore(2)` on a mapping of the file), and once
+//! per answer whether the file on disk is still the one loaded (one `fstat(2)`). The load bench runs it beside the plain ceiling to show what those
 //! checks cost on the machine, apart from everything else a server does.
 //!
 //! Runtime settings, as in `serve`: a multi-threaded Tokio runtime with `--threads` workers (default 1 here),
@@ -60,8 +61,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let flags = [server::Flag {
         name: "--checks",
         value: None,
-        help: "before each range part, mincore(2) its pages in a mapping of the file, and fstat(2) the file \
-               once per range answer, as mmap-serve does (results ignored; default: no system calls)",
+        help: "before each part a GET answer sends of a mapped file, mincore(2) its pages, and fstat(2) the \
+               file once per answer, as mmap-serve does (results ignored; default: no system calls)",
     }];
     let args = server::args("ceiling", 8083, 1, &flags, |_, _| {
         checks = true;
