@@ -710,7 +710,7 @@ w("")
 w("\`\`\`sh")
 w("$command_line")
 w("\`\`\`")
-# Sections other benches write (bench/cold.sh, bench/chaos.py) are kept, after the ones made here.
+# Sections other benches write (bench/cold.sh, bench/chaos.py), or written by hand, are kept after these.
 import os
 preserved = []
 if os.path.exists(out):
@@ -718,7 +718,8 @@ if os.path.exists(out):
     for line in open(out).read().split("\n"):
         if line.startswith("## "):
             name = line.strip()
-            section = name if name in ("## Files changing under load", "## Cold page cache") else None
+            section = name if name in ("## Without mmap-serve's checks", "## Files changing under load",
+                                      "## Cold page cache") else None
         if section:
             preserved.append(line)
 while preserved and preserved[-1] == "":
